@@ -1,0 +1,1 @@
+//! Configuration: the file, the environment, validation.

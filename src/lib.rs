@@ -1,0 +1,24 @@
+//! dapsync keeps a database copy of Instructure DAP (Canvas Data 2) tables.
+//!
+//! Module map (arrows mean "may use"; nothing points back up):
+//!
+//! ```text
+//! main.rs ─► cli ─► app (the one place where everything is wired)
+//!                    ├─► scheduler ─► sync ─► dap      (HTTP client for the DAP API; no SQL)
+//!                    ├─► http            │  ├► db ─► sql ─► schema
+//!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
+//!                                        └─► http reads status only
+//! config, error, secret: type-only leaves anyone may use.
+//! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
+//! ```
+
+pub mod config;
+pub mod dap;
+pub mod db;
+pub mod error;
+pub mod fake;
+pub mod schema;
+pub mod secret;
+pub mod sql;
+pub mod sync;
+pub mod telemetry;
