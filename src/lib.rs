@@ -12,10 +12,13 @@
 //! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
 //! ```
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod dap;
 pub mod db;
 pub mod error;
+pub mod failpoint;
 pub mod fake;
 pub mod schema;
 pub mod secret;

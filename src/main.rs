@@ -1,1 +1,5 @@
-fn main() {}
+//! The `dapsync` binary: everything is in the library; see `dapsync --help`.
+
+fn main() -> std::process::ExitCode {
+    dapsync::cli::main()
+}

@@ -1,1 +1,244 @@
-//! The only owner of sqlx pools: control tables, migrations, loading, and the statements `sql` renders.
+//! The database side of dapsync: the only owner of sqlx pools. It runs the migrations, reads and
+//! writes the control tables, takes per-table locks, loads snapshots and change sets with each
+//! database's fast path, and runs the statements `sql` renders.
+
+mod control;
+mod inspect;
+mod load;
+mod lock;
+mod migrate;
+mod plan;
+mod query;
+mod value;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
+
+pub use control::{NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus};
+pub use inspect::canonical_record;
+pub use load::{Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad};
+pub use lock::TableLock;
+pub use plan::{Row, TablePlan, line_key};
+pub use value::{Cell, ColumnCodec};
+
+use crate::config::DatabaseUrl;
+use crate::sql::{DdlOptions, Dialect, Statement};
+
+/// A database error, with what dapsync was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{context}")]
+    Sql {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DbError {
+    pub(crate) fn sql(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DbError {
+        let context = context.into();
+        move |source| DbError::Sql { context, source }
+    }
+
+    /// Whether trying again later may succeed (lost connection, timeout, deadlock, lock wait).
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            DbError::Connect { .. } => return true,
+            DbError::Sql { source, .. } => source,
+            DbError::Inconsistent(_) | DbError::Io { .. } => return false,
+        };
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL serialization failure / deadlock / admin shutdown; MySQL deadlock and
+                // lock wait timeout; SQLite busy and locked.
+                matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "1213" | "1205" | "5" | "6")
+                    || db.message().contains("Deadlock")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a unique or primary-key constraint refused a row.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sql { source: sqlx::Error::Database(db), .. } if db.is_unique_violation())
+    }
+}
+
+/// A pool for one of the supported databases.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// A connection to the replica database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) pool: Pool,
+    pub(crate) ddl: DdlOptions,
+    /// SQLite has one writer at a time: table runs in this process take turns instead of timing
+    /// out on the database lock.
+    pub(crate) sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the database file, next to which table lock files live.
+    pub(crate) sqlite_path: Option<PathBuf>,
+    /// MySQL: the server's `max_allowed_packet`, which bounds multi-row inserts.
+    pub(crate) max_packet: usize,
+    /// In-memory SQLite: table locks within this process.
+    pub(crate) memory_locks: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if needed). Does not run migrations.
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32, ddl: DdlOptions) -> Result<Self, DbError> {
+        let dialect = url.dialect().map_err(|e| DbError::Inconsistent(e.to_string()))?;
+        let connect_err = |source| DbError::Connect { url: url.to_string(), source };
+        let acquire_timeout = Duration::from_secs(60);
+        let mut sqlite_path = None;
+        let mut max_packet = 4 << 20;
+        let pool = match dialect {
+            Dialect::Postgres => {
+                let options = PgConnectOptions::from_str(url.expose()).map_err(connect_err)?.application_name("dapsync");
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Postgres(pool)
+            }
+            Dialect::Mysql => {
+                let text = url.expose().replacen("mariadb://", "mysql://", 1);
+                let options = MySqlConnectOptions::from_str(&text).map_err(connect_err)?.charset("utf8mb4");
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Timestamps are naive UTC everywhere; strict mode refuses bad values
+                            // instead of silently truncating them.
+                            conn.execute("SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                let packet: (i64,) = sqlx::query_as("SELECT @@max_allowed_packet")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(DbError::sql("reading max_allowed_packet"))?;
+                max_packet = usize::try_from(packet.0).unwrap_or(max_packet);
+                Pool::Mysql(pool)
+            }
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(connect_err)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(600));
+                let filename = options.get_filename();
+                if filename != std::path::Path::new(":memory:") && !filename.as_os_str().is_empty() {
+                    sqlite_path = Some(filename.to_path_buf());
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections.min(4))
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Sqlite(pool)
+            }
+        };
+        Ok(Self {
+            pool,
+            ddl,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            sqlite_path,
+            max_packet,
+            memory_locks: Arc::default(),
+        })
+    }
+
+    /// The kind of database.
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::Mysql(_) => Dialect::Mysql,
+            Pool::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// The DDL choices this database was opened with.
+    pub fn ddl_options(&self) -> DdlOptions {
+        self.ddl
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.execute_one("SELECT 1", "pinging the database").await
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Mysql(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// Runs statements in order, each committed on its own (for DDL that must not share a
+    /// transaction, and for MySQL where DDL commits anyway).
+    pub async fn execute_statements(&self, statements: &[Statement], context: &str) -> Result<(), DbError> {
+        for statement in statements {
+            self.execute_one(&statement.sql, context).await?;
+        }
+        Ok(())
+    }
+
+    async fn execute_one(&self, sql: &str, context: &str) -> Result<(), DbError> {
+        let query = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()));
+        let result = match &self.pool {
+            Pool::Postgres(p) => query.execute(p).await.map(drop),
+            Pool::Mysql(p) => query.execute(p).await.map(drop),
+            Pool::Sqlite(p) => query.execute(p).await.map(drop),
+        };
+        result.map_err(DbError::sql(format!("{context}: {}", first_line(sql))))
+    }
+}
+
+/// The first line of a statement, for error messages (statements never carry values).
+fn first_line(sql: &str) -> &str {
+    let line = sql.lines().next().unwrap_or_default();
+    match line.char_indices().nth(160) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}

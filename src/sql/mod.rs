@@ -2,11 +2,17 @@
 //! creating, swapping, altering and dropping replicated tables. Pure: no I/O; `db` runs what this
 //! module renders.
 
+mod dml;
 mod mysql;
 mod naming;
+mod pending;
 mod postgres;
 mod sqlite;
 
+pub use dml::{
+    DELETE_COLUMN, LoadColumns, SEQ_COLUMN, copy_from_stdin, count_rows, delete_keys, insert_rows, pg_apply_changes,
+    pg_create_change_table, pg_insert_latest, select_all,
+};
 pub use naming::TableNames;
 
 use serde::{Deserialize, Serialize};

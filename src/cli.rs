@@ -1,0 +1,414 @@
+//! The command line: parses arguments, loads the configuration, sets up logging, and runs a
+//! command. Exit codes: 0 success, 1 a table or the command failed, 2 invalid command line,
+//! 3 invalid configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app;
+use crate::config::{Config, LogFormat};
+use crate::db::TableStatus;
+use crate::error::{EXIT_CONFIG, EXIT_FAILURE, Error};
+use crate::schema::TableSchema;
+use crate::sql::{DdlOptions, Dialect};
+use crate::sync::{Mode, ProgressMode, RunReport};
+
+/// Keeps a database copy of Instructure DAP (Canvas Data 2) tables.
+#[derive(Debug, Parser)]
+#[command(name = "dapsync", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: config/dapsync.toml, then /etc/dapsync/dapsync.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format: text for people, json for log shippers.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log level or filter (`info`, `debug`, `dapsync=debug,sqlx=warn`); RUST_LOG wins.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A dapsync command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Lists the tables of a namespace.
+    List {
+        #[arg(long)]
+        namespace: String,
+    },
+    /// Writes a table's current schema to `<table>_schema_version_<N>.json`.
+    Schema {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        table: String,
+        /// Directory to write the file to.
+        #[arg(long, default_value = ".")]
+        output_dir: PathBuf,
+    },
+    /// Prints the DDL dapsync would run for a table, for review before the first sync.
+    Ddl {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        table: String,
+        /// Database dialect (default: the configured database's).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+        /// Read the schema from this file (the API's envelope or a bare JSON schema) instead of
+        /// the API.
+        #[arg(long, value_name = "PATH")]
+        schema_file: Option<PathBuf>,
+    },
+    /// Snapshots tables that were never synced.
+    Init(TableArgs),
+    /// Brings tables up to date with incremental queries (snapshotting those never synced).
+    Sync(TableArgs),
+    /// Drops replicated tables, their enum types and their control rows.
+    Drop(TableArgs),
+    /// Shows each table's state, last sync, lag, schema version, rows and last error.
+    Status {
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// `dapsync config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints the effective configuration (secrets redacted) and checks it is complete.
+    Check,
+}
+
+/// Which tables a command is about.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// DAP namespace (default: every namespace of the configuration).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A table, a comma-separated list, or `all` (default: the configuration's selection).
+    #[arg(long, requires = "namespace")]
+    pub table: Option<String>,
+}
+
+/// `--dialect` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(value: DialectArg) -> Self {
+        match value {
+            DialectArg::Postgres => Dialect::Postgres,
+            DialectArg::Mysql => Dialect::Mysql,
+            DialectArg::Sqlite => Dialect::Sqlite,
+        }
+    }
+}
+
+/// Parses the command line and runs the command; the process's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dapsync: {}", Error::from(error).chain());
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let format = cli.log_format.unwrap_or(config.log.format);
+    let level = cli.log_level.clone().unwrap_or_else(|| config.log.level.clone());
+    if let Err(error) = crate::telemetry::init(format, &level) {
+        eprintln!("dapsync: cannot set up logging: {error}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dapsync: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(error) => {
+            tracing::error!(error = %error.chain(), "command failed");
+            eprintln!("dapsync: {}", error.chain());
+            ExitCode::from(error.exit_code() as u8)
+        }
+    }
+}
+
+/// Runs a command; returns the exit code.
+pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
+    match command {
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.to_toml());
+            config.dap_credentials()?;
+            println!("# configuration is valid");
+            Ok(0)
+        }
+        Command::List { namespace } => {
+            for table in app::dap_client(&config)?.list_tables(&namespace).await? {
+                println!("{table}");
+            }
+            Ok(0)
+        }
+        Command::Schema { namespace, table, output_dir } => {
+            let envelope = app::dap_client(&config)?.get_schema(&namespace, &table).await?;
+            let schema = TableSchema::from_envelope(&namespace, &table, &envelope)?;
+            let path = output_dir.join(format!("{table}_schema_version_{}.json", schema.version));
+            let text = serde_json::to_string_pretty(&envelope["schema"]).unwrap_or_default();
+            std::fs::write(&path, text + "\n").map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })?;
+            println!("{}", path.display());
+            Ok(0)
+        }
+        Command::Ddl { namespace, table, dialect, schema_file } => {
+            let schema = match schema_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })?;
+                    let json: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::Usage(format!("{} is not JSON: {e}", path.display())))?;
+                    if json.get("schema").is_some() {
+                        TableSchema::from_envelope(&namespace, &table, &json)?
+                    } else {
+                        TableSchema::from_json_schema(&namespace, &table, 1, &json)?
+                    }
+                }
+                None => {
+                    let envelope = app::dap_client(&config)?.get_schema(&namespace, &table).await?;
+                    TableSchema::from_envelope(&namespace, &table, &envelope)?
+                }
+            };
+            let dialect = match dialect {
+                Some(d) => d.into(),
+                None => config.database.url.dialect()?,
+            };
+            let options = DdlOptions { enum_mode: config.database.enum_mode, drop_removed_columns: config.database.drop_removed_columns };
+            print!("{}", dialect.render_ddl(&schema, &options));
+            Ok(0)
+        }
+        Command::Init(args) => sync_command(&config, args, Mode::Init).await,
+        Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
+        Command::Drop(args) => drop_command(&config, args).await,
+        Command::Status { namespace, table, json, csv } => status_command(&config, namespace, table, json, csv).await,
+    }
+}
+
+/// The selection of a command: its arguments, or the configuration's.
+fn selection(config: &Config, args: &TableArgs) -> std::collections::BTreeMap<String, crate::config::NamespaceConfig> {
+    match (&args.namespace, &args.table) {
+        (Some(namespace), Some(tables)) => app::cli_selection(namespace, tables),
+        (Some(namespace), None) => {
+            let chosen = config.namespaces.get(namespace).cloned().unwrap_or_default();
+            std::collections::BTreeMap::from([(namespace.clone(), chosen)])
+        }
+        _ => config.namespaces.clone(),
+    }
+}
+
+async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i32, Error> {
+    let selection = selection(config, &args);
+    let dap = app::dap_client(config)?;
+    let tables = app::resolve_tables(&dap, &selection).await?;
+    if tables.is_empty() {
+        return Err(Error::Usage("no table matches the selection".into()));
+    }
+    let progress = if tables.len() == 1 { ProgressMode::detect() } else { ProgressMode::Log };
+    let engine = crate::sync::Engine::new(dap, app::database(config).await?, app::sync_options(config, progress));
+    let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
+    let mut failed = 0;
+    for ((namespace, table), result) in results {
+        match result {
+            Ok(reports) if reports.is_empty() => println!("{namespace}.{table}: already initialised"),
+            Ok(reports) => {
+                for report in reports {
+                    println!("{}", describe(&report));
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                println!("{namespace}.{table}: FAILED: {}", error.chain());
+            }
+        }
+    }
+    engine.db().close().await;
+    Ok(if failed > 0 { EXIT_FAILURE } else { 0 })
+}
+
+fn describe(report: &RunReport) -> String {
+    let what = match (report.kind, report.reason) {
+        (crate::db::RunKind::Snapshot, Some(reason)) => format!("snapshot ({reason})"),
+        (crate::db::RunKind::Snapshot, None) => "snapshot".to_owned(),
+        (crate::db::RunKind::Incremental, _) => "incremental".to_owned(),
+    };
+    format!(
+        "{}.{}: {what}: {} upserted, {} deleted, {} rejected, {} rows, synced until {} (schema v{}) in {:.1}s",
+        report.namespace,
+        report.table,
+        report.stats.upserted,
+        report.stats.deleted,
+        report.stats.rejected,
+        report.stats.row_count,
+        report.watermark.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        report.schema_version,
+        report.duration.as_secs_f64()
+    )
+}
+
+async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
+    let selection = selection(config, &args);
+    let db = app::database(config).await?;
+    let known = db.table_statuses().await?;
+    let mut dropped = 0;
+    for status in known {
+        let Some(chosen) = selection.get(&status.namespace) else { continue };
+        if !chosen.selects(&status.table) {
+            continue;
+        }
+        let schema = match db.sync_state(&status.namespace, &status.table).await? {
+            Some(state) => serde_json::from_str(&state.schema_description)
+                .ok()
+                .and_then(|json| TableSchema::from_json_schema(&status.namespace, &status.table, state.schema_version, &json).ok()),
+            None => None,
+        };
+        let Some(lock) = db.try_lock_table(&status.namespace, &status.table).await? else {
+            println!("{}.{}: FAILED: being synced by another process", status.namespace, status.table);
+            continue;
+        };
+        let result = db.drop_replica(&status.namespace, &status.table, schema.as_ref()).await;
+        lock.release().await;
+        result?;
+        println!("{}.{}: dropped", status.namespace, status.table);
+        dropped += 1;
+    }
+    if dropped == 0 {
+        println!("no synced table matches the selection");
+    }
+    db.close().await;
+    Ok(0)
+}
+
+/// A table's state in one word.
+pub fn state_word(status: &TableStatus) -> &'static str {
+    if status.consecutive_failures > 0 {
+        "failing"
+    } else if status.synced_until.is_some() {
+        "ok"
+    } else {
+        "not synced"
+    }
+}
+
+async fn status_command(config: &Config, namespace: Option<String>, table: Option<String>, json: bool, csv: bool) -> Result<i32, Error> {
+    let db = app::database(config).await?;
+    let statuses: Vec<TableStatus> = db
+        .table_statuses()
+        .await?
+        .into_iter()
+        .filter(|s| namespace.as_ref().is_none_or(|ns| &s.namespace == ns))
+        .filter(|s| table.as_ref().is_none_or(|t| t.split(',').any(|t| t == "all" || t == s.table)))
+        .collect();
+    db.close().await;
+    let now = Utc::now();
+    let lag = |s: &TableStatus| s.synced_until.map(|t| (now - t).num_seconds());
+    if json {
+        let rows: Vec<serde_json::Value> = statuses
+            .iter()
+            .map(|s| {
+                let mut value = serde_json::to_value(s).unwrap_or_default();
+                value["state"] = state_word(s).into();
+                value["lag_seconds"] = lag(s).into();
+                value
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else if csv {
+        print_csv(&statuses, &lag).await?;
+    } else {
+        println!("{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR", "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS");
+        for s in &statuses {
+            println!(
+                "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  {}",
+                format!("{}.{}", s.namespace, s.table),
+                state_word(s),
+                s.synced_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_else(|| "-".into()),
+                lag(s).map(human_seconds).unwrap_or_else(|| "-".into()),
+                s.schema_version.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
+                s.row_count.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                match (&s.last_error_type, &s.last_error_message) {
+                    (Some(kind), Some(message)) if s.consecutive_failures > 0 => {
+                        format!("{kind} (uuid {}): {message}", s.last_error_uuid.as_deref().unwrap_or("-"))
+                    }
+                    _ => "-".into(),
+                }
+            );
+        }
+    }
+    let failing = statuses.iter().filter(|s| s.consecutive_failures > 0).count();
+    if failing > 0 {
+        for s in statuses.iter().filter(|s| s.consecutive_failures > 0) {
+            eprintln!("{}.{}: failing: {}", s.namespace, s.table, s.last_error_message.as_deref().unwrap_or("-"));
+        }
+        return Ok(EXIT_FAILURE);
+    }
+    Ok(0)
+}
+
+async fn print_csv(statuses: &[TableStatus], lag: &dyn Fn(&TableStatus) -> Option<i64>) -> Result<(), Error> {
+    let io = |source| Error::Io { context: "writing CSV".into(), source };
+    let mut writer = csv_async::AsyncWriter::from_writer(tokio::io::stdout());
+    writer
+        .write_record(["namespace", "table", "state", "synced_until", "lag_seconds", "schema_version", "rows", "error_type", "error_uuid", "error"])
+        .await
+        .map_err(|e| io(e.into()))?;
+    for s in statuses {
+        let failing = s.consecutive_failures > 0;
+        writer
+            .write_record([
+                s.namespace.clone(),
+                s.table.clone(),
+                state_word(s).to_owned(),
+                s.synced_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default(),
+                lag(s).map(|l| l.to_string()).unwrap_or_default(),
+                s.schema_version.map(|v| v.to_string()).unwrap_or_default(),
+                s.row_count.map(|r| r.to_string()).unwrap_or_default(),
+                s.last_error_type.clone().filter(|_| failing).unwrap_or_default(),
+                s.last_error_uuid.clone().filter(|_| failing).unwrap_or_default(),
+                s.last_error_message.clone().filter(|_| failing).unwrap_or_default(),
+            ])
+            .await
+            .map_err(|e| io(e.into()))?;
+    }
+    writer.flush().await.map_err(io)
+}
+
+/// `93s`, `14m`, `5h12m`, `3d4h`.
+pub fn human_seconds(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h{:02}m", s / 3_600, (s % 3_600) / 60),
+        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3_600),
+    }
+}

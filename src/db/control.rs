@@ -1,0 +1,622 @@
+//! The control tables: the official client's `table_sync` (compatible in both directions) and
+//! dapsync's own table state, run history and reject table.
+
+use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::TablePlan;
+use super::query::{Arg, Kind, Tx};
+use super::{Db, DbError};
+use crate::sql::Dialect;
+
+/// What the control tables say about a replicated table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncState {
+    /// Where the next incremental query starts: the exact watermark dapsync stored, or
+    /// `table_sync.timestamp` when another client (the official `dap syncdb`) moved it since.
+    pub since: DateTime<Utc>,
+    pub schema_version: i64,
+    /// The table's JSON schema without `meta`, as stored in `table_sync.schema_description`.
+    pub schema_description: String,
+}
+
+/// A MySQL snapshot whose staging table is complete but not yet swapped in (kept in
+/// `table_state.pending_swap` so that a crash at any point converges).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingSwap {
+    pub run_id: i64,
+    pub watermark: DateTime<Utc>,
+    pub schema_version: i64,
+    pub schema_description: String,
+    pub rows: i64,
+}
+
+/// The kind of a run, for the run history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Snapshot,
+    Incremental,
+}
+
+/// A run about to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun<'a> {
+    pub namespace: &'a str,
+    pub table: &'a str,
+    pub kind: RunKind,
+    /// Why a snapshot runs: `initial`, `snapshot_required`, `out_of_range`, `schema_rebuild`, `requested`.
+    pub reason: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    Running,
+    Success,
+    Failed,
+    /// The process died during the run; nothing of it was applied.
+    Interrupted,
+}
+
+impl RunOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Success => "success",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "success" => RunOutcome::Success,
+            "failed" => RunOutcome::Failed,
+            "running" => RunOutcome::Running,
+            _ => RunOutcome::Interrupted,
+        }
+    }
+}
+
+/// The facts of a finished run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunResult {
+    pub job_id: Option<String>,
+    pub until: Option<DateTime<Utc>>,
+    pub schema_version: Option<i64>,
+    pub upserted: i64,
+    pub deleted: i64,
+    pub rejected: i64,
+    pub bytes: i64,
+}
+
+/// An error to record against a run and its table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub error_type: String,
+    pub uuid: Option<String>,
+    pub message: String,
+}
+
+/// One row of the run history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub namespace: String,
+    pub table: String,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub job_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub schema_version: Option<i64>,
+    pub rows_upserted: i64,
+    pub rows_deleted: i64,
+    pub rows_rejected: i64,
+    pub bytes: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: RunOutcome,
+    pub error_type: Option<String>,
+    pub error_uuid: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TableStatus {
+    pub namespace: String,
+    pub table: String,
+    /// The instant the copy is current to (`at` or the last `until`).
+    pub synced_until: Option<DateTime<Utc>>,
+    pub schema_version: Option<i64>,
+    pub row_count: Option<i64>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error_type: Option<String>,
+    pub last_error_uuid: Option<String>,
+    pub last_error_message: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+}
+
+/// A record the database could not take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    /// The record's `key` as JSON text, when it could be read.
+    pub key: Option<String>,
+    pub reason: String,
+    /// The line as received.
+    pub line: String,
+}
+
+fn text(value: &str) -> Arg {
+    Arg::Text(Some(value.to_owned()))
+}
+
+impl Dialect {
+    /// The precision `table_sync.timestamp` keeps: whole seconds on MySQL (the official client's
+    /// `datetime`), microseconds elsewhere. Values are cut down to it, never rounded up: a `since`
+    /// a little early re-applies a few changes harmlessly, one a little late would lose them.
+    pub fn table_sync_precision(self) -> TimeDelta {
+        match self {
+            Dialect::Mysql => TimeDelta::seconds(1),
+            Dialect::Postgres | Dialect::Sqlite => TimeDelta::microseconds(1),
+        }
+    }
+}
+
+fn truncate(t: DateTime<Utc>, precision: TimeDelta) -> DateTime<Utc> {
+    t.duration_trunc(precision).unwrap_or(t)
+}
+
+impl Db {
+    /// The sync state of a table, or `None` if it was never synced (by dapsync or `dap`).
+    pub async fn sync_state(&self, namespace: &str, table: &str) -> Result<Option<SyncState>, DbError> {
+        let d = self.dialect();
+        let rows = self
+            .fetch(
+                &format!(
+                    "SELECT {}, schema_version, schema_description FROM {} WHERE source_namespace = ? AND source_table = ?",
+                    d.quote_ident("timestamp"),
+                    d.table_sync_name()
+                ),
+                &[text(namespace), text(table)],
+                &[Kind::Naive, Kind::Int, Kind::Text],
+                "reading table_sync",
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let (Some(stamp), Some(schema_version), Some(schema_description)) = (row[0].time(), row[1].int(), row[2].text()) else {
+            return Err(DbError::Inconsistent(format!("table_sync has an incomplete row for {namespace}.{table}")));
+        };
+        let watermark = self
+            .fetch(
+                &format!("SELECT watermark FROM {} WHERE namespace = ? AND table_name = ?", d.own_table("table_state")),
+                &[text(namespace), text(table)],
+                &[Kind::Time],
+                "reading table_state",
+            )
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row[0].time());
+        let since = match watermark {
+            Some(exact) if truncate(exact, d.table_sync_precision()) == stamp => exact,
+            _ => stamp,
+        };
+        Ok(Some(SyncState { since, schema_version, schema_description }))
+    }
+
+    /// The MySQL swap in progress for a table, if any.
+    pub(crate) async fn pending_swap(&self, namespace: &str, table: &str) -> Result<Option<PendingSwap>, DbError> {
+        let rows = self
+            .fetch(
+                &format!("SELECT pending_swap FROM {} WHERE namespace = ? AND table_name = ?", self.dialect().own_table("table_state")),
+                &[text(namespace), text(table)],
+                &[Kind::Text],
+                "reading table_state",
+            )
+            .await?;
+        let Some(json) = rows.into_iter().next().and_then(|row| row[0].text()) else { return Ok(None) };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| DbError::Inconsistent(format!("table_state.pending_swap of {namespace}.{table} is unreadable: {e}")))
+    }
+
+    /// Records (or clears) a MySQL swap in progress.
+    pub(crate) async fn set_pending_swap(&self, plan: &TablePlan, swap: Option<&PendingSwap>) -> Result<(), DbError> {
+        let json = swap.map(|s| serde_json::to_string(s).unwrap_or_default());
+        let mut tx = self.begin().await?;
+        upsert_table_state(&mut tx, plan, &[("pending_swap", Arg::Text(json))]).await?;
+        tx.commit().await.map_err(DbError::sql("recording a pending swap"))
+    }
+
+    /// Starts a run: marks runs of this table left `running` by a dead process as interrupted
+    /// (the caller holds the table lock, so nobody else is running it) and inserts a new one.
+    pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, DbError> {
+        let d = self.dialect();
+        let runs = d.own_table("runs");
+        let context = "starting a run";
+        let mut tx = self.begin().await?;
+        tx.execute(
+            &format!("UPDATE {runs} SET outcome = 'interrupted', finished_at = ? WHERE namespace = ? AND table_name = ? AND outcome = 'running'"),
+            &[Arg::Time(Some(Utc::now())), text(run.namespace), text(run.table)],
+        )
+        .await
+        .map_err(DbError::sql(context))?;
+        let kind = match run.kind {
+            RunKind::Snapshot => "snapshot",
+            RunKind::Incremental => "incremental",
+        };
+        let insert = format!(
+            "INSERT INTO {runs} (namespace, table_name, kind, reason, since, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')"
+        );
+        let args = [
+            text(run.namespace),
+            text(run.table),
+            text(kind),
+            Arg::Text(run.reason.map(str::to_owned)),
+            Arg::Time(run.since),
+            Arg::Time(Some(Utc::now())),
+        ];
+        let id = if d == Dialect::Mysql {
+            tx.execute(&insert, &args).await.map_err(DbError::sql(context))?;
+            tx.fetch("SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[], &[Kind::Int]).await
+        } else {
+            tx.fetch(&format!("{insert} RETURNING id"), &args, &[Kind::Int]).await
+        }
+        .map_err(DbError::sql(context))?
+        .first()
+        .and_then(|row| row[0].int())
+        .ok_or_else(|| DbError::Inconsistent("the run history returned no id".into()))?;
+        tx.commit().await.map_err(DbError::sql(context))?;
+        Ok(id)
+    }
+
+    /// Records a failed run and the table's last error.
+    pub async fn fail_run(&self, run_id: i64, plan_namespace: &str, plan_table: &str, result: &RunResult, error: &RunError) -> Result<(), DbError> {
+        let d = self.dialect();
+        let mut tx = self.begin().await?;
+        finish_run(&mut tx, run_id, RunOutcome::Failed, result, Some(error)).await?;
+        let state = d.own_table("table_state");
+        let now = Arg::Time(Some(Utc::now()));
+        let set = "last_error_type = ?, last_error_uuid = ?, last_error_message = ?, last_error_at = ?, \
+                   consecutive_failures = consecutive_failures + 1, updated_at = ?";
+        let args = [
+            text(&error.error_type),
+            Arg::Text(error.uuid.clone()),
+            text(&error.message),
+            now.clone(),
+            now.clone(),
+            text(plan_namespace),
+            text(plan_table),
+        ];
+        let context = "recording a failed run";
+        let updated = tx
+            .execute(&format!("UPDATE {state} SET {set} WHERE namespace = ? AND table_name = ?"), &args)
+            .await
+            .map_err(DbError::sql(context))?;
+        if updated == 0 {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {state} (namespace, table_name, last_error_type, last_error_uuid, last_error_message, last_error_at, \
+                     consecutive_failures, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
+                ),
+                &[text(plan_namespace), text(plan_table), args[0].clone(), args[1].clone(), args[2].clone(), now.clone(), now],
+            )
+            .await
+            .map_err(DbError::sql(context))?;
+        }
+        tx.commit().await.map_err(DbError::sql(context))
+    }
+
+    /// The status of every table the control tables know.
+    pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DbError> {
+        let d = self.dialect();
+        let ts = d.quote_ident("timestamp");
+        let sync_rows = self
+            .fetch(
+                &format!("SELECT source_namespace, source_table, {ts}, schema_version FROM {}", d.table_sync_name()),
+                &[],
+                &[Kind::Text, Kind::Text, Kind::Naive, Kind::Int],
+                "reading table_sync",
+            )
+            .await?;
+        let state_rows = self
+            .fetch(
+                &format!(
+                    "SELECT namespace, table_name, watermark, row_count, last_success_at, last_error_type, last_error_uuid, \
+                     last_error_message, last_error_at, consecutive_failures FROM {}",
+                    d.own_table("table_state")
+                ),
+                &[],
+                &[Kind::Text, Kind::Text, Kind::Time, Kind::Int, Kind::Time, Kind::Text, Kind::Text, Kind::Text, Kind::Time, Kind::Int],
+                "reading table_state",
+            )
+            .await?;
+        let mut statuses: Vec<TableStatus> = Vec::new();
+        for row in &sync_rows {
+            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else { continue };
+            statuses.push(TableStatus {
+                namespace,
+                table,
+                synced_until: row[2].time(),
+                schema_version: row[3].int(),
+                ..TableStatus::default()
+            });
+        }
+        for row in &state_rows {
+            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else { continue };
+            let index = match statuses.iter().position(|s| s.namespace == namespace && s.table == table) {
+                Some(i) => i,
+                None => {
+                    statuses.push(TableStatus { namespace: namespace.clone(), table: table.clone(), ..TableStatus::default() });
+                    statuses.len() - 1
+                }
+            };
+            let status = &mut statuses[index];
+            if let (Some(exact), Some(stamp)) = (row[2].time(), status.synced_until)
+                && truncate(exact, d.table_sync_precision()) == stamp
+            {
+                status.synced_until = Some(exact);
+            }
+            status.row_count = row[3].int();
+            status.last_success_at = row[4].time();
+            status.last_error_type = row[5].text();
+            status.last_error_uuid = row[6].text();
+            status.last_error_message = row[7].text();
+            status.last_error_at = row[8].time();
+            status.consecutive_failures = row[9].int().unwrap_or(0);
+        }
+        statuses.sort_by(|a, b| (&a.namespace, &a.table).cmp(&(&b.namespace, &b.table)));
+        Ok(statuses)
+    }
+
+    /// The latest runs, newest first, optionally of one table.
+    pub async fn recent_runs(&self, table: Option<(&str, &str)>, limit: i64) -> Result<Vec<RunRecord>, DbError> {
+        let d = self.dialect();
+        let filter = if table.is_some() { "WHERE namespace = ? AND table_name = ?" } else { "" };
+        let mut args: Vec<Arg> = table.map(|(ns, t)| vec![text(ns), text(t)]).unwrap_or_default();
+        args.push(Arg::Int(Some(limit)));
+        let rows = self
+            .fetch(
+                &format!(
+                    "SELECT id, namespace, table_name, kind, reason, job_id, since, until, schema_version, rows_upserted, rows_deleted, \
+                     rows_rejected, bytes, started_at, finished_at, outcome, error_type, error_uuid, error_message FROM {} {filter} \
+                     ORDER BY id DESC LIMIT ?",
+                    d.own_table("runs")
+                ),
+                &args,
+                &[
+                    Kind::Int,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Time,
+                    Kind::Time,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Time,
+                    Kind::Time,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                ],
+                "reading the run history",
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRecord {
+                id: r[0].int().unwrap_or_default(),
+                namespace: r[1].text().unwrap_or_default(),
+                table: r[2].text().unwrap_or_default(),
+                kind: r[3].text().unwrap_or_default(),
+                reason: r[4].text(),
+                job_id: r[5].text(),
+                since: r[6].time(),
+                until: r[7].time(),
+                schema_version: r[8].int(),
+                rows_upserted: r[9].int().unwrap_or_default(),
+                rows_deleted: r[10].int().unwrap_or_default(),
+                rows_rejected: r[11].int().unwrap_or_default(),
+                bytes: r[12].int().unwrap_or_default(),
+                started_at: r[13].time(),
+                finished_at: r[14].time(),
+                outcome: RunOutcome::parse(&r[15].text().unwrap_or_default()),
+                error_type: r[16].text(),
+                error_uuid: r[17].text(),
+                error_message: r[18].text(),
+            })
+            .collect())
+    }
+
+    /// How many rejected records a table has.
+    pub async fn reject_count(&self, namespace: &str, table: &str) -> Result<i64, DbError> {
+        let rows = self
+            .fetch(
+                &format!("SELECT count(*) FROM {} WHERE namespace = ? AND table_name = ?", self.dialect().own_table("rejects")),
+                &[text(namespace), text(table)],
+                &[Kind::Int],
+                "counting rejects",
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0))
+    }
+
+    /// Forgets a table: its `table_sync` row and dapsync's state (the run history stays).
+    pub(crate) async fn forget_table(&self, namespace: &str, table: &str) -> Result<(), DbError> {
+        let d = self.dialect();
+        let mut tx = self.begin().await?;
+        for sql in [
+            format!("DELETE FROM {} WHERE source_namespace = ? AND source_table = ?", d.table_sync_name()),
+            format!("DELETE FROM {} WHERE namespace = ? AND table_name = ?", d.own_table("table_state")),
+        ] {
+            tx.execute(&sql, &[text(namespace), text(table)]).await.map_err(DbError::sql("removing control rows"))?;
+        }
+        tx.commit().await.map_err(DbError::sql("removing control rows"))
+    }
+}
+
+/// Writes the outcome of a run.
+pub(crate) async fn finish_run(tx: &mut Tx, run_id: i64, outcome: RunOutcome, result: &RunResult, error: Option<&RunError>) -> Result<(), DbError> {
+    let runs = tx.dialect().own_table("runs");
+    tx.execute(
+        &format!(
+            "UPDATE {runs} SET outcome = ?, finished_at = ?, job_id = ?, until = ?, schema_version = ?, rows_upserted = ?, \
+             rows_deleted = ?, rows_rejected = ?, bytes = ?, error_type = ?, error_uuid = ?, error_message = ? WHERE id = ?"
+        ),
+        &[
+            text(outcome.as_str()),
+            Arg::Time(Some(Utc::now())),
+            Arg::Text(result.job_id.clone()),
+            Arg::Time(result.until),
+            Arg::Int(result.schema_version),
+            Arg::Int(Some(result.upserted)),
+            Arg::Int(Some(result.deleted)),
+            Arg::Int(Some(result.rejected)),
+            Arg::Int(Some(result.bytes)),
+            Arg::Text(error.map(|e| e.error_type.clone())),
+            Arg::Text(error.and_then(|e| e.uuid.clone())),
+            Arg::Text(error.map(|e| e.message.clone())),
+            Arg::Int(Some(run_id)),
+        ],
+    )
+    .await
+    .map_err(DbError::sql("recording the end of a run"))?;
+    Ok(())
+}
+
+/// Advances a table's sync state: `table_sync` (the official client's view) and dapsync's exact
+/// watermark, in the caller's transaction so that it commits together with the data.
+pub(crate) async fn write_sync_state(tx: &mut Tx, plan: &TablePlan, watermark: DateTime<Utc>, row_count: i64) -> Result<(), DbError> {
+    let d = tx.dialect();
+    let schema = &plan.schema;
+    let context = "writing table_sync";
+    let stamp: NaiveDateTime = truncate(watermark, d.table_sync_precision()).naive_utc();
+    let description = schema.description_json().to_string();
+    let (target_schema, target_table) = match d {
+        Dialect::Postgres => (Some(schema.namespace.clone()), plan.live.table.clone()),
+        Dialect::Mysql | Dialect::Sqlite => (None, plan.live.table.clone()),
+    };
+    let ts = d.quote_ident("timestamp");
+    let table_sync = d.table_sync_name();
+    let updated = tx
+        .execute(
+            &format!(
+                "UPDATE {table_sync} SET {ts} = ?, schema_version = ?, target_schema = ?, target_table = ?, \
+                 schema_description_format = 'json', schema_description = ? WHERE source_namespace = ? AND source_table = ?"
+            ),
+            &[
+                Arg::Naive(stamp),
+                Arg::Int(Some(schema.version)),
+                Arg::Text(target_schema.clone()),
+                text(&target_table),
+                text(&description),
+                text(&schema.namespace),
+                text(&schema.table),
+            ],
+        )
+        .await
+        .map_err(DbError::sql(context))?;
+    if updated == 0 {
+        tx.execute(
+            &format!(
+                "INSERT INTO {table_sync} (source_namespace, source_table, {ts}, schema_version, target_schema, target_table, \
+                 schema_description_format, schema_description) VALUES (?, ?, ?, ?, ?, ?, 'json', ?)"
+            ),
+            &[
+                text(&schema.namespace),
+                text(&schema.table),
+                Arg::Naive(stamp),
+                Arg::Int(Some(schema.version)),
+                Arg::Text(target_schema),
+                text(&target_table),
+                text(&description),
+            ],
+        )
+        .await
+        .map_err(DbError::sql(context))?;
+    }
+    let now = Arg::Time(Some(Utc::now()));
+    upsert_table_state(
+        tx,
+        plan,
+        &[
+            ("watermark", Arg::Time(Some(watermark))),
+            ("pending_swap", Arg::Text(None)),
+            ("row_count", Arg::Int(Some(row_count))),
+            ("last_success_at", now),
+            ("last_error_type", Arg::Text(None)),
+            ("last_error_uuid", Arg::Text(None)),
+            ("last_error_message", Arg::Text(None)),
+            ("last_error_at", Arg::Time(None)),
+            ("consecutive_failures", Arg::Int(Some(0))),
+        ],
+    )
+    .await
+}
+
+/// Sets columns of a table's `table_state` row, creating the row if needed.
+async fn upsert_table_state(tx: &mut Tx, plan: &TablePlan, values: &[(&str, Arg)]) -> Result<(), DbError> {
+    let state = tx.dialect().own_table("table_state");
+    let context = "writing table_state";
+    let keys = [text(&plan.schema.namespace), text(&plan.schema.table)];
+    let now = Arg::Time(Some(Utc::now()));
+    let set: Vec<String> = values.iter().map(|(column, _)| format!("{column} = ?")).collect();
+    let mut args: Vec<Arg> = values.iter().map(|(_, arg)| arg.clone()).collect();
+    args.push(now.clone());
+    args.extend(keys.iter().cloned());
+    let updated = tx
+        .execute(&format!("UPDATE {state} SET {}, updated_at = ? WHERE namespace = ? AND table_name = ?", set.join(", ")), &args)
+        .await
+        .map_err(DbError::sql(context))?;
+    if updated == 0 {
+        let columns: Vec<&str> = values.iter().map(|(column, _)| *column).collect();
+        let mut args: Vec<Arg> = keys.to_vec();
+        args.extend(values.iter().map(|(_, arg)| arg.clone()));
+        args.push(now);
+        let marks = vec!["?"; args.len()].join(", ");
+        tx.execute(
+            &format!("INSERT INTO {state} (namespace, table_name, {}, updated_at) VALUES ({marks})", columns.join(", ")),
+            &args,
+        )
+        .await
+        .map_err(DbError::sql(context))?;
+    }
+    Ok(())
+}
+
+/// Stores rejected records.
+pub(crate) async fn insert_rejects(tx: &mut Tx, run_id: i64, plan: &TablePlan, rejects: &[Reject]) -> Result<(), DbError> {
+    let sql = format!(
+        "INSERT INTO {} (run_id, namespace, table_name, record_key, reason, line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        tx.dialect().own_table("rejects")
+    );
+    for reject in rejects {
+        tx.execute(
+            &sql,
+            &[
+                Arg::Int(Some(run_id)),
+                text(&plan.schema.namespace),
+                text(&plan.schema.table),
+                Arg::Text(reject.key.clone()),
+                text(&reject.reason),
+                text(&reject.line),
+                Arg::Time(Some(Utc::now())),
+            ],
+        )
+        .await
+        .map_err(DbError::sql("storing rejected records"))?;
+    }
+    Ok(())
+}

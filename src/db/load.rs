@@ -1,0 +1,644 @@
+//! Loading snapshots and change sets, with each database's fast path:
+//! - PostgreSQL: `COPY ... FROM STDIN` (text format) into a staging table created in the same
+//!   transaction as the swap, so a snapshot is all or nothing; change sets are copied into a
+//!   temporary table and applied with one `INSERT ... ON CONFLICT` and one `DELETE ... USING`.
+//! - MySQL/MariaDB: multi-row `INSERT ... ON DUPLICATE KEY UPDATE` sized to the placeholder limit and
+//!   `max_allowed_packet`, batched deletes. DDL commits implicitly, so a snapshot loads into a staging
+//!   table and records a pending swap before the rename: a crash at any point converges.
+//! - SQLite: multi-row prepared inserts in one write transaction.
+//!
+//! A load is a writer task that owns the connection and its transaction; the caller feeds it
+//! batches through a small bounded channel (backpressure keeps memory flat) and ends it with
+//! [`Load::commit`]. The data, `table_sync`, the table state and the run's outcome commit together.
+//! Dropping a [`Load`] rolls everything back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::mysql::MySqlArguments;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::control::{PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, write_sync_state};
+use super::plan::{Row, TablePlan};
+use super::query::{Kind, Tx};
+use super::value::{Cell, write_copy_row};
+use super::{Db, DbError, Pool};
+use crate::schema::TableSchema;
+use crate::sql::{self, Dialect, LoadColumns, Statement, TableNames};
+
+/// Where a successful load leaves the table.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub run_id: i64,
+    /// `at` of the snapshot or `until` of the incremental.
+    pub watermark: DateTime<Utc>,
+    pub job_id: String,
+    pub bytes: i64,
+    /// The schema the live table had before a snapshot replaced it (to drop its enum types).
+    pub replaced_schema: Option<TableSchema>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    pub upserted: i64,
+    pub deleted: i64,
+    pub rejected: i64,
+    /// Rows in the table after the commit.
+    pub row_count: i64,
+}
+
+/// One record of a change set: an upsert with its full row, or a delete with its key cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub delete: bool,
+    pub row: Row,
+}
+
+#[derive(Debug)]
+enum Msg {
+    Rows(Vec<Row>),
+    Changes(Vec<Change>),
+    Rejects(Vec<Reject>),
+    Commit(Commit, oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadKind {
+    Snapshot { repeated_keys: bool },
+    Incremental,
+}
+
+/// A snapshot or change set being loaded.
+#[derive(Debug)]
+pub struct Load {
+    sender: Option<mpsc::Sender<Msg>>,
+    task: Option<JoinHandle<Result<LoadStats, DbError>>>,
+}
+
+/// The loading of a snapshot.
+pub type SnapshotLoad = Load;
+/// The loading of a change set.
+pub type IncrementalLoad = Load;
+
+const CHANNEL_BATCHES: usize = 2;
+const COPY_CHUNK: usize = 1 << 20;
+/// Rejects are written in groups of this size (PostgreSQL interrupts its COPY for them).
+const REJECT_FLUSH: usize = 1_000;
+
+impl Db {
+    /// Starts loading a snapshot of `plan` into a fresh staging table. With `repeated_keys`, a key
+    /// may appear several times and the last one wins.
+    pub async fn begin_snapshot(&self, plan: Arc<TablePlan>, run_id: i64, repeated_keys: bool) -> Result<SnapshotLoad, DbError> {
+        self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys }).await
+    }
+
+    /// Starts loading a change set into the live table.
+    pub async fn begin_incremental(&self, plan: Arc<TablePlan>, run_id: i64) -> Result<IncrementalLoad, DbError> {
+        self.begin_load(plan, run_id, LoadKind::Incremental).await
+    }
+
+    async fn begin_load(&self, plan: Arc<TablePlan>, run_id: i64, kind: LoadKind) -> Result<Load, DbError> {
+        let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
+        let writer = Writer { db: self.clone(), plan, run_id, kind, receiver, stats: LoadStats::default() };
+        let task = tokio::spawn(writer.run());
+        Ok(Load { sender: Some(sender), task: Some(task) })
+    }
+
+    /// Finishes a MySQL snapshot swap that a crash interrupted (see the module docs). A no-op when
+    /// nothing is pending, and on PostgreSQL and SQLite, whose swaps are transactional.
+    pub async fn recover_table(&self, namespace: &str, table: &str) -> Result<(), DbError> {
+        if self.dialect() != Dialect::Mysql {
+            return Ok(());
+        }
+        let Some(pending) = self.pending_swap(namespace, table).await? else {
+            return Ok(());
+        };
+        let value: serde_json::Value = serde_json::from_str(&pending.schema_description)
+            .map_err(|e| DbError::Inconsistent(format!("pending swap of {namespace}.{table} has an unreadable schema: {e}")))?;
+        let schema = TableSchema::from_json_schema(namespace, table, pending.schema_version, &value)
+            .map_err(|e| DbError::Inconsistent(format!("pending swap of {namespace}.{table}: {e}")))?;
+        let plan = TablePlan::new(Dialect::Mysql, schema);
+        tracing::info!(table = %plan.label(), run_id = pending.run_id, "finishing an interrupted snapshot swap");
+        self.mysql_swap(&plan, &pending).await
+    }
+
+    /// MySQL: swap a complete staging table in, then commit the control rows; every step can be
+    /// repeated after a crash.
+    async fn mysql_swap(&self, plan: &TablePlan, pending: &PendingSwap) -> Result<(), DbError> {
+        let staging_exists = self.table_exists(&plan.staging).await?;
+        if staging_exists {
+            let live_exists = self.table_exists(&plan.live).await?;
+            let statements = Dialect::Mysql.swap_in(None, &plan.schema, &plan.staging, &plan.live, live_exists, &self.ddl);
+            // The rename (first statement) is atomic; the drop of the old copy may be repeated.
+            self.execute_statements(&statements, "swapping the snapshot in").await?;
+        }
+        let mut tx = self.begin().await?;
+        write_sync_state(&mut tx, plan, pending.watermark, pending.rows).await?;
+        let result = RunResult {
+            until: Some(pending.watermark),
+            schema_version: Some(plan.schema.version),
+            upserted: pending.rows,
+            ..RunResult::default()
+        };
+        finish_run(&mut tx, pending.run_id, RunOutcome::Success, &result, None).await?;
+        tx.commit().await.map_err(DbError::sql("committing the snapshot"))?;
+        // A crash before this drop leaves an old copy that the next swap's statements drop.
+        let old = old_copy(&plan.live);
+        self.execute_one(&format!("DROP TABLE IF EXISTS {}", old.qualified()), "dropping the replaced table").await
+    }
+
+    /// Runs schema statements: consecutive statements that may share a transaction run in one
+    /// (atomic on PostgreSQL and SQLite), the others on their own.
+    pub async fn apply_statements(&self, statements: &[Statement], context: &str) -> Result<(), DbError> {
+        let _writer = self.sqlite_guard().await;
+        let mut group: Vec<&Statement> = Vec::new();
+        for statement in statements.iter().chain(std::iter::once(&Statement { sql: String::new(), own_transaction: true })) {
+            if statement.own_transaction || self.dialect() == Dialect::Mysql {
+                if !group.is_empty() {
+                    let mut tx = self.begin().await?;
+                    for s in group.drain(..) {
+                        tx.execute_raw(&s.sql).await.map_err(DbError::sql(format!("{context}: {}", super::first_line(&s.sql))))?;
+                    }
+                    tx.commit().await.map_err(DbError::sql(context.to_owned()))?;
+                }
+                if !statement.sql.is_empty() {
+                    self.execute_one(&statement.sql, context).await?;
+                }
+            } else {
+                group.push(statement);
+            }
+        }
+        Ok(())
+    }
+
+    /// On SQLite, waits for this process's other writers (see [`Db::sqlite_writer`]).
+    pub(crate) async fn sqlite_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.sqlite_writer.lock().await),
+            _ => None,
+        }
+    }
+}
+
+/// MySQL: the name the replaced live table has between the rename and its drop.
+fn old_copy(live: &TableNames) -> TableNames {
+    TableNames { table: format!("{}__dapsync_old", live.table), ..live.clone() }
+}
+
+impl Load {
+    /// Sends snapshot rows.
+    pub async fn rows(&mut self, rows: Vec<Row>) -> Result<(), DbError> {
+        self.send(Msg::Rows(rows)).await
+    }
+
+    /// Sends change-set records, in result order (later ones win).
+    pub async fn changes(&mut self, changes: Vec<Change>) -> Result<(), DbError> {
+        self.send(Msg::Changes(changes)).await
+    }
+
+    /// Sends records for the reject table; they commit with the data.
+    pub async fn rejects(&mut self, rejects: Vec<Reject>) -> Result<(), DbError> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::Rejects(rejects)).await
+    }
+
+    /// Applies everything sent and commits it together with the control rows.
+    pub async fn commit(mut self, commit: Commit) -> Result<LoadStats, DbError> {
+        let (done, _wait) = oneshot::channel();
+        let sent = self.send(Msg::Commit(commit, done)).await;
+        self.sender = None;
+        let result = self.join().await;
+        sent.and(result)
+    }
+
+    async fn send(&mut self, msg: Msg) -> Result<(), DbError> {
+        let Some(sender) = &self.sender else {
+            return Err(DbError::Inconsistent("the load has already ended".into()));
+        };
+        if sender.send(msg).await.is_ok() {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        self.sender = None;
+        self.join().await.and(Err(DbError::Inconsistent("the database writer stopped".into())))
+    }
+
+    async fn join(&mut self) -> Result<LoadStats, DbError> {
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| Err(DbError::Inconsistent(format!("the database writer failed: {e}")))),
+            None => Err(DbError::Inconsistent("the load has already ended".into())),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        // Closing the channel without a commit makes the writer roll back; it is not waited for.
+        self.sender = None;
+    }
+}
+
+struct Writer {
+    db: Db,
+    plan: Arc<TablePlan>,
+    run_id: i64,
+    kind: LoadKind,
+    receiver: mpsc::Receiver<Msg>,
+    stats: LoadStats,
+}
+
+fn aborted() -> DbError {
+    DbError::Inconsistent("the load was abandoned before its commit; nothing was applied".into())
+}
+
+impl Writer {
+    async fn run(self) -> Result<LoadStats, DbError> {
+        match self.db.dialect() {
+            Dialect::Postgres => self.run_postgres().await,
+            Dialect::Mysql | Dialect::Sqlite => self.run_bound().await,
+        }
+    }
+
+    fn label(&self) -> String {
+        self.plan.label()
+    }
+
+    fn tx_err(&self, what: &str) -> impl FnOnce(sqlx::Error) -> DbError + use<> {
+        DbError::sql(format!("{what} ({})", self.label()))
+    }
+
+    /// PostgreSQL: everything in one transaction, rows streamed with COPY.
+    async fn run_postgres(mut self) -> Result<LoadStats, DbError> {
+        let plan = self.plan.clone();
+        let mut tx = self.db.begin().await?;
+        let change_table = "dapsync_changes";
+        // Where COPY writes: the staging table, or a change table with a sequence number and a
+        // delete flag when later lines must win over earlier ones.
+        let (copy_target, with_seq) = match self.kind {
+            LoadKind::Snapshot { repeated_keys } => {
+                let mut statements = Dialect::Postgres.drop_table(None, &plan.staging, &self.db.ddl);
+                statements.extend(Dialect::Postgres.create_table(&plan.schema, &plan.staging, &self.db.ddl));
+                for s in &statements {
+                    tx.execute_raw(&s.sql).await.map_err(self.tx_err("creating the staging table"))?;
+                }
+                if repeated_keys {
+                    for s in sql::pg_create_change_table(change_table, &plan.staging) {
+                        tx.execute_raw(&s).await.map_err(self.tx_err("creating the change table"))?;
+                    }
+                    (Dialect::Postgres.quote_ident(change_table), true)
+                } else {
+                    (plan.staging.qualified(), false)
+                }
+            }
+            LoadKind::Incremental => {
+                for s in sql::pg_create_change_table(change_table, &plan.live) {
+                    tx.execute_raw(&s).await.map_err(self.tx_err("creating the change table"))?;
+                }
+                (Dialect::Postgres.quote_ident(change_table), true)
+            }
+        };
+        let mut columns: Vec<String> = plan.columns.names.iter().map(|c| Dialect::Postgres.quote_ident(c)).collect();
+        if with_seq {
+            columns.push(Dialect::Postgres.quote_ident(sql::SEQ_COLUMN));
+            columns.push(Dialect::Postgres.quote_ident(sql::DELETE_COLUMN));
+        }
+        let copy_sql = sql::copy_from_stdin(&copy_target, &columns);
+        let width = plan.columns.names.len();
+        let mut seq: i64 = 0;
+        let mut buffer: Vec<u8> = Vec::with_capacity(COPY_CHUNK + (64 << 10));
+        let mut rejects: Vec<Reject> = Vec::new();
+        // COPY occupies the connection: it is interrupted (finished and started again) whenever
+        // enough rejects have gathered to be written.
+        let (commit, done) = loop {
+            let mut copy = tx.copy_in(&copy_sql).await.map_err(self.tx_err("starting COPY"))?;
+            let end = loop {
+                let Some(msg) = self.receiver.recv().await else {
+                    let _ = copy.abort("dapsync abandoned the load").await;
+                    return Err(aborted());
+                };
+                match msg {
+                    Msg::Rows(rows) => {
+                        for row in &rows {
+                            if with_seq {
+                                seq += 1;
+                                write_copy_row(row.iter().chain([&Cell::Int(seq), &Cell::Bool(false)]), &mut buffer);
+                            } else {
+                                write_copy_row(row, &mut buffer);
+                            }
+                        }
+                        self.stats.upserted += rows.len() as i64;
+                    }
+                    Msg::Changes(changes) => {
+                        for change in &changes {
+                            seq += 1;
+                            let padding = width.saturating_sub(change.row.len());
+                            let cells = change.row.iter().chain(std::iter::repeat_n(&Cell::Null, padding));
+                            write_copy_row(cells.chain([&Cell::Int(seq), &Cell::Bool(change.delete)]), &mut buffer);
+                        }
+                    }
+                    Msg::Rejects(more) => {
+                        self.stats.rejected += more.len() as i64;
+                        rejects.extend(more);
+                    }
+                    Msg::Commit(commit, done) => break Some((commit, done)),
+                }
+                if buffer.len() >= COPY_CHUNK {
+                    copy.send(std::mem::take(&mut buffer)).await.map_err(self.tx_err("sending COPY data"))?;
+                    buffer.reserve(COPY_CHUNK + (64 << 10));
+                }
+                if rejects.len() >= REJECT_FLUSH {
+                    break None;
+                }
+            };
+            copy.send(std::mem::take(&mut buffer)).await.map_err(self.tx_err("sending COPY data"))?;
+            copy.finish().await.map_err(self.tx_err("finishing COPY"))?;
+            insert_rejects(&mut tx, self.run_id, &plan, &std::mem::take(&mut rejects)).await?;
+            if let Some(end) = end {
+                break end;
+            }
+        };
+        match self.kind {
+            LoadKind::Snapshot { repeated_keys } => {
+                if repeated_keys {
+                    let insert = sql::pg_insert_latest(change_table, &plan.staging, &plan.columns);
+                    let inserted = tx.execute(&insert, &[]).await.map_err(self.tx_err("keeping the last of repeated keys"))?;
+                    self.stats.upserted = inserted as i64;
+                }
+                self.swap_in(&mut tx, &commit).await?;
+            }
+            LoadKind::Incremental => {
+                let [upsert, delete] = sql::pg_apply_changes(change_table, &plan.live, &plan.columns);
+                self.stats.upserted = tx.execute(&upsert, &[]).await.map_err(self.tx_err("applying upserts"))? as i64;
+                self.stats.deleted = tx.execute(&delete, &[]).await.map_err(self.tx_err("applying deletes"))? as i64;
+            }
+        }
+        crate::failpoint::hit("load.before_commit");
+        self.finish(tx, &commit).await?;
+        let _ = done.send(());
+        Ok(self.stats)
+    }
+
+    /// PostgreSQL and SQLite: replace the live table by the staging table inside the transaction.
+    async fn swap_in(&self, tx: &mut Tx, commit: &Commit) -> Result<(), DbError> {
+        let plan = &self.plan;
+        let dialect = tx.dialect();
+        let live_exists = !table_columns_tx(tx, &plan.live).await?.is_empty();
+        let statements =
+            dialect.swap_in(commit.replaced_schema.as_ref(), &plan.schema, &plan.staging, &plan.live, live_exists, &self.db.ddl);
+        for statement in &statements {
+            tx.execute_raw(&statement.sql).await.map_err(self.tx_err("swapping the snapshot in"))?;
+        }
+        Ok(())
+    }
+
+    /// Counts the rows, advances the sync state and records the run, then commits.
+    async fn finish(&mut self, mut tx: Tx, commit: &Commit) -> Result<(), DbError> {
+        let plan = &self.plan;
+        let counted = tx
+            .fetch(&sql::count_rows(&plan.live), &[], &[Kind::Int])
+            .await
+            .map_err(self.tx_err("counting rows"))?;
+        self.stats.row_count = counted.first().and_then(|r| r[0].int()).unwrap_or_default();
+        write_sync_state(&mut tx, plan, commit.watermark, self.stats.row_count).await?;
+        let result = self.run_result(commit);
+        finish_run(&mut tx, self.run_id, RunOutcome::Success, &result, None).await?;
+        tx.commit().await.map_err(self.tx_err("committing"))
+    }
+
+    fn run_result(&self, commit: &Commit) -> RunResult {
+        RunResult {
+            job_id: Some(commit.job_id.clone()),
+            until: Some(commit.watermark),
+            schema_version: Some(self.plan.schema.version),
+            upserted: self.stats.upserted,
+            deleted: self.stats.deleted,
+            rejected: self.stats.rejected,
+            bytes: commit.bytes,
+        }
+    }
+
+    /// MySQL and SQLite: rows travel as bind parameters in multi-row statements.
+    async fn run_bound(mut self) -> Result<LoadStats, DbError> {
+        let db = self.db.clone();
+        let plan = self.plan.clone();
+        let dialect = db.dialect();
+        // SQLite: one writer at a time in this process, for the whole load.
+        let _writer = db.sqlite_guard().await;
+        let snapshot = matches!(self.kind, LoadKind::Snapshot { .. });
+        let target = if snapshot { plan.staging.clone() } else { plan.live.clone() };
+        // SQLite keeps the whole load in one transaction (its DDL is transactional). MySQL keeps a
+        // change set in one transaction; a snapshot goes into the staging table in transactions
+        // of one batch each, invisible until the swap.
+        let mut tx = if snapshot && dialect == Dialect::Mysql {
+            let mut statements = dialect.drop_table(None, &plan.staging, &db.ddl);
+            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", old_copy(&plan.live).qualified()), own_transaction: true });
+            statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
+            db.execute_statements(&statements, "creating the staging table").await?;
+            db.begin().await?
+        } else if snapshot {
+            let mut tx = db.begin().await?;
+            let mut statements = dialect.drop_table(None, &plan.staging, &db.ddl);
+            statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
+            for statement in &statements {
+                tx.execute_raw(&statement.sql).await.map_err(self.tx_err("creating the staging table"))?;
+            }
+            tx
+        } else {
+            db.begin().await?
+        };
+        let max_vars = if dialect == Dialect::Mysql { 65_535 } else { 32_766 };
+        let (commit, done) = loop {
+            let Some(msg) = self.receiver.recv().await else { return Err(aborted()) };
+            match msg {
+                Msg::Rows(rows) => {
+                    self.stats.upserted += rows.len() as i64;
+                    write_rows(&mut tx, &target, &plan.columns, rows, max_vars, db.max_packet).await.map_err(self.tx_err("inserting rows"))?;
+                    if dialect == Dialect::Mysql {
+                        tx.commit().await.map_err(self.tx_err("committing a batch"))?;
+                        tx = db.begin().await?;
+                    }
+                }
+                Msg::Changes(changes) => {
+                    let (upserts, deletes) = last_change_per_key(&plan, changes);
+                    self.stats.upserted += upserts.len() as i64;
+                    write_rows(&mut tx, &target, &plan.columns, upserts, max_vars, db.max_packet).await.map_err(self.tx_err("upserting rows"))?;
+                    self.stats.deleted += delete_rows(&mut tx, &target, &plan.columns, deletes, max_vars).await.map_err(self.tx_err("deleting rows"))?;
+                }
+                Msg::Rejects(rejects) => {
+                    self.stats.rejected += rejects.len() as i64;
+                    insert_rejects(&mut tx, self.run_id, &plan, &rejects).await?;
+                }
+                Msg::Commit(commit, done) => break (commit, done),
+            }
+        };
+        crate::failpoint::hit("load.before_commit");
+        match (self.kind, dialect) {
+            (LoadKind::Snapshot { .. }, Dialect::Mysql) => {
+                tx.commit().await.map_err(self.tx_err("committing the last batch"))?;
+                let counted = db.fetch(&sql::count_rows(&plan.staging), &[], &[Kind::Int], "counting rows").await?;
+                let rows = counted.first().and_then(|r| r[0].int()).unwrap_or_default();
+                let pending = PendingSwap {
+                    run_id: self.run_id,
+                    watermark: commit.watermark,
+                    schema_version: plan.schema.version,
+                    schema_description: plan.schema.description_json().to_string(),
+                    rows,
+                };
+                db.set_pending_swap(&plan, Some(&pending)).await?;
+                crate::failpoint::hit("mysql.snapshot.before_swap");
+                db.mysql_swap(&plan, &pending).await?;
+                self.stats.row_count = rows;
+            }
+            (LoadKind::Snapshot { .. }, _) => {
+                self.swap_in(&mut tx, &commit).await?;
+                self.finish(tx, &commit).await?;
+            }
+            (LoadKind::Incremental, _) => self.finish(tx, &commit).await?,
+        }
+        let _ = done.send(());
+        Ok(self.stats)
+    }
+}
+
+/// Keeps the last change of every key (later lines win), split into upsert rows and delete keys.
+fn last_change_per_key(plan: &TablePlan, changes: Vec<Change>) -> (Vec<Row>, Vec<Row>) {
+    let mut latest: HashMap<String, usize> = HashMap::with_capacity(changes.len());
+    for (i, change) in changes.iter().enumerate() {
+        latest.insert(plan.key_text(&change.row), i);
+    }
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for (i, change) in changes.into_iter().enumerate() {
+        if latest.get(&plan.key_text(&change.row)) != Some(&i) {
+            continue;
+        }
+        if change.delete {
+            deletes.push(change.row.into_iter().take(plan.columns.key_len).collect());
+        } else {
+            upserts.push(change.row);
+        }
+    }
+    (upserts, deletes)
+}
+
+/// Approximate bytes a cell takes in a MySQL packet.
+fn cell_size(cell: &Cell) -> usize {
+    match cell {
+        Cell::Text(t) | Cell::Json(t) => t.len() + 9,
+        Cell::Array(items) => items.iter().map(cell_size).sum::<usize>() + 9,
+        _ => 17,
+    }
+}
+
+/// Multi-row upserts, as many rows per statement as the placeholder limit and packet size allow.
+async fn write_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, rows: Vec<Row>, max_vars: usize, max_packet: usize) -> Result<(), sqlx::Error> {
+    let width = columns.names.len().max(1);
+    let max_rows = (max_vars / width).clamp(1, 1_000);
+    let byte_budget = max_packet / 2;
+    let mut chunk: Vec<Row> = Vec::new();
+    let mut chunk_bytes = 0;
+    let mut rows = rows.into_iter().peekable();
+    while let Some(row) = rows.next() {
+        chunk_bytes += row.iter().map(cell_size).sum::<usize>();
+        chunk.push(row);
+        let full = chunk.len() >= max_rows || chunk_bytes >= byte_budget;
+        if full || rows.peek().is_none() {
+            let sql = sql::insert_rows(target, columns, chunk.len(), true);
+            execute_bound(tx, &sql, chunk.drain(..).flatten()).await?;
+            chunk_bytes = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Batched deletes by key; returns the rows deleted.
+async fn delete_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, keys: Vec<Row>, max_vars: usize) -> Result<i64, sqlx::Error> {
+    let per_statement = (max_vars / columns.key_len.max(1)).clamp(1, 1_000);
+    let mut deleted = 0;
+    for chunk in keys.chunks(per_statement) {
+        let sql = sql::delete_keys(target, columns, chunk.len());
+        deleted += execute_bound(tx, &sql, chunk.iter().flatten().cloned()).await? as i64;
+    }
+    Ok(deleted)
+}
+
+/// Runs a statement with cells as bind parameters.
+async fn execute_bound(tx: &mut Tx, sql: &str, cells: impl Iterator<Item = Cell>) -> Result<u64, sqlx::Error> {
+    let sql = AssertSqlSafe(sql.to_owned());
+    match tx {
+        Tx::Mysql(tx) => {
+            let mut args = MySqlArguments::default();
+            for cell in cells {
+                bind_mysql(&mut args, cell).map_err(sqlx::Error::Encode)?;
+            }
+            Ok(sqlx::query_with(sql, args).execute(&mut **tx).await?.rows_affected())
+        }
+        Tx::Sqlite(tx) => {
+            let mut args = SqliteArguments::default();
+            for cell in cells {
+                bind_sqlite(&mut args, cell).map_err(sqlx::Error::Encode)?;
+            }
+            Ok(sqlx::query_with(sql, args).execute(&mut **tx).await?.rows_affected())
+        }
+        Tx::Postgres(_) => unreachable!("PostgreSQL loads with COPY"),
+    }
+}
+
+type BindResult = Result<(), sqlx::error::BoxDynError>;
+
+fn bind_mysql(args: &mut MySqlArguments, cell: Cell) -> BindResult {
+    match cell {
+        Cell::Null => args.add(None::<i64>),
+        Cell::Int(i) => args.add(i),
+        Cell::Float(f) => args.add(f),
+        Cell::Bool(b) => args.add(b),
+        Cell::Text(t) | Cell::Json(t) => args.add(t),
+        Cell::Timestamp(ts) => args.add(ts),
+        Cell::Date(d) => args.add(d),
+        Cell::Uuid(u) => args.add(u.as_bytes().to_vec()),
+        Cell::Array(_) => Err("arrays are stored as JSON on MySQL".into()),
+    }
+}
+
+fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
+    match cell {
+        Cell::Null => args.add(None::<i64>),
+        Cell::Int(i) => args.add(i),
+        Cell::Float(f) => args.add(f),
+        Cell::Bool(b) => args.add(i64::from(b)),
+        Cell::Text(t) | Cell::Json(t) => args.add(t),
+        other @ (Cell::Timestamp(_) | Cell::Date(_) | Cell::Uuid(_)) => args.add(other.sqlite_text()),
+        Cell::Array(_) => Err("arrays are stored as JSON on SQLite".into()),
+    }
+}
+
+/// The columns of a table seen from inside a transaction (empty if it does not exist).
+async fn table_columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
+    let (sql, args) = super::inspect::columns_query(names);
+    let rows = tx.fetch(&sql, &args, &[Kind::Text]).await.map_err(DbError::sql("reading table columns"))?;
+    Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
+}
+
+impl Db {
+    /// Drops a replicated table (and its enum types, staging leftovers) and forgets its control
+    /// rows. `schema` (from `table_sync`) names the enum types to drop on PostgreSQL.
+    pub async fn drop_replica(&self, namespace: &str, table: &str, schema: Option<&TableSchema>) -> Result<(), DbError> {
+        let d = self.dialect();
+        let live = TableNames::live(d, namespace, table);
+        let staging = TableNames::staging(d, namespace, table);
+        let mut statements = d.drop_table(schema, &live, &self.ddl);
+        statements.extend(d.drop_table(schema, &staging, &self.ddl));
+        if d == Dialect::Mysql {
+            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", old_copy(&live).qualified()), own_transaction: true });
+        }
+        self.apply_statements(&statements, &format!("dropping {namespace}.{table}")).await?;
+        self.forget_table(namespace, table).await
+    }
+}

@@ -1,0 +1,408 @@
+//! Column values: JSON values of DAP records converted to typed cells, and the encodings the
+//! loaders send (PostgreSQL COPY text, MySQL and SQLite bind parameters).
+//!
+//! Conversion is where a record the database could not take is caught, before it reaches the
+//! database: a value of the wrong type, a string over its length, NaN in a MySQL float column, a NUL
+//! character for PostgreSQL. The caller turns the error into a row of the reject table.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike};
+use serde_json::Value;
+
+use crate::schema::{ColumnType, TRUNCATION_PLACEHOLDER};
+use crate::sql::Dialect;
+
+/// A typed column value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Text, enum values and IP addresses (checked, as sent).
+    Text(String),
+    /// A UTC instant without its time zone, microsecond precision.
+    Timestamp(NaiveDateTime),
+    Date(NaiveDate),
+    Uuid(uuid::Uuid),
+    /// Serialized JSON: objects, arrays stored as JSON.
+    Json(String),
+    /// PostgreSQL arrays of scalars.
+    Array(Vec<Cell>),
+}
+
+/// How one column's values are checked and converted.
+#[derive(Debug, Clone)]
+pub struct ColumnCodec {
+    ty: ColumnType,
+    nullable: bool,
+    dialect: Dialect,
+    /// Allowed values of a string enum, for a fast membership check.
+    enum_values: Option<HashSet<String>>,
+}
+
+impl ColumnCodec {
+    /// The codec of a column of type `ty` in `dialect`.
+    pub fn new(ty: ColumnType, nullable: bool, dialect: Dialect) -> Self {
+        let enum_values = match &ty {
+            ColumnType::Enum { values } => Some(values.iter().cloned().collect()),
+            _ => None,
+        };
+        Self { ty, nullable, dialect, enum_values }
+    }
+
+    /// Converts a property value (`None` when the property is absent, which means NULL).
+    pub fn convert(&self, value: Option<Value>) -> Result<Cell, String> {
+        match value {
+            None | Some(Value::Null) if self.nullable => Ok(Cell::Null),
+            None | Some(Value::Null) => Err("is missing but the column is NOT NULL".into()),
+            Some(value) => convert(&self.ty, value, self.dialect, self.enum_values.as_ref()),
+        }
+    }
+}
+
+fn convert(ty: &ColumnType, value: Value, dialect: Dialect, enums: Option<&HashSet<String>>) -> Result<Cell, String> {
+    match ty {
+        ColumnType::SmallInt => int_in(value, i16::MIN.into(), i16::MAX.into(), "smallint"),
+        ColumnType::Int => int_in(value, i32::MIN.into(), i32::MAX.into(), "integer"),
+        ColumnType::BigInt | ColumnType::IntEnum { .. } => int_in(value, i64::MIN, i64::MAX, "bigint"),
+        ColumnType::Double => float(value, dialect),
+        ColumnType::Boolean => match value {
+            Value::Bool(b) => Ok(Cell::Bool(b)),
+            other => Err(format!("expected a boolean, got {}", kind(&other))),
+        },
+        ColumnType::Text { max_length, truncatable } => {
+            let text = string(value, dialect)?;
+            if let Some(max) = max_length {
+                let fits = (*max as usize) >= text.len() || text.chars().count() <= *max as usize;
+                if !fits && !(*truncatable && text == TRUNCATION_PLACEHOLDER) {
+                    return Err(format!("is longer than its maximum of {max} characters"));
+                }
+            }
+            Ok(Cell::Text(text))
+        }
+        ColumnType::Timestamp => {
+            let text = string(value, dialect)?;
+            let instant = DateTime::parse_from_rfc3339(&text).map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))?;
+            let utc = instant.naive_utc();
+            // Microseconds are what every target keeps; finer digits are cut, never rounded up.
+            let micros = utc.with_nanosecond(utc.nanosecond() / 1_000 * 1_000).unwrap_or(utc);
+            Ok(Cell::Timestamp(micros))
+        }
+        ColumnType::Date => {
+            let text = string(value, dialect)?;
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d").map(Cell::Date).map_err(|e| format!("is not a date: {e}"))
+        }
+        ColumnType::Uuid => {
+            let text = string(value, dialect)?;
+            uuid::Uuid::parse_str(&text).map(Cell::Uuid).map_err(|e| format!("is not a uuid: {e}"))
+        }
+        ColumnType::Enum { .. } => {
+            let text = string(value, dialect)?;
+            if enums.is_some_and(|values| !values.contains(&text)) {
+                return Err(format!("value {text:?} is not one of the enum's values"));
+            }
+            Ok(Cell::Text(text))
+        }
+        ColumnType::IpAddress => {
+            let text = string(value, dialect)?;
+            text.parse::<IpAddr>().map_err(|e| format!("is not an IP address: {e}"))?;
+            Ok(Cell::Text(text))
+        }
+        ColumnType::Array { item } if dialect == Dialect::Postgres => match value {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item_value| match item_value {
+                    Value::Null => Ok(Cell::Null),
+                    v => convert(item, v, dialect, None).map_err(|e| format!("has an item that {e}")),
+                })
+                .collect::<Result<_, _>>()
+                .map(Cell::Array),
+            other => Err(format!("expected an array, got {}", kind(&other))),
+        },
+        ColumnType::Array { .. } => match value {
+            Value::Array(_) => json(&value, dialect),
+            other => Err(format!("expected an array, got {}", kind(&other))),
+        },
+        ColumnType::Json => json(&value, dialect),
+    }
+}
+
+fn int_in(value: Value, min: i64, max: i64, name: &str) -> Result<Cell, String> {
+    match value.as_i64() {
+        Some(i) if (min..=max).contains(&i) => Ok(Cell::Int(i)),
+        Some(i) => Err(format!("value {i} is out of range for {name}")),
+        None => Err(format!("expected an integer, got {}", kind(&value))),
+    }
+}
+
+fn float(value: Value, dialect: Dialect) -> Result<Cell, String> {
+    let f = match &value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| "is not a finite number".to_owned())?,
+        // JSON has no NaN or Infinity; exporters that need them send them as strings.
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "nan" => f64::NAN,
+            "infinity" | "inf" | "+infinity" => f64::INFINITY,
+            "-infinity" | "-inf" => f64::NEG_INFINITY,
+            _ => return Err(format!("expected a number, got the string {s:?}")),
+        },
+        other => return Err(format!("expected a number, got {}", kind(other))),
+    };
+    let allowed = match dialect {
+        Dialect::Postgres => true,
+        Dialect::Mysql => f.is_finite(),
+        Dialect::Sqlite => !f.is_nan(),
+    };
+    if allowed { Ok(Cell::Float(f)) } else { Err(format!("{f} cannot be stored in a {dialect:?} float column")) }
+}
+
+fn string(value: Value, dialect: Dialect) -> Result<String, String> {
+    match value {
+        Value::String(s) if dialect == Dialect::Postgres && s.contains('\0') => {
+            Err("contains a NUL character, which PostgreSQL text cannot hold".into())
+        }
+        Value::String(s) => Ok(s),
+        other => Err(format!("expected a string, got {}", kind(&other))),
+    }
+}
+
+fn json(value: &Value, dialect: Dialect) -> Result<Cell, String> {
+    let text = value.to_string();
+    // PostgreSQL jsonb rejects \u0000 even escaped.
+    if dialect == Dialect::Postgres && text.contains("\\u0000") {
+        return Err("contains a NUL character, which PostgreSQL jsonb cannot hold".into());
+    }
+    Ok(Cell::Json(text))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Formats a timestamp the way every target parses it: `YYYY-MM-DD HH:MM:SS.ffffff`.
+pub fn format_timestamp(ts: &NaiveDateTime, out: &mut String) {
+    let _ = write!(out, "{}", ts.format("%Y-%m-%d %H:%M:%S%.6f"));
+}
+
+/// Appends one row in PostgreSQL's COPY text format (tab-separated, `\N` for NULL, backslash
+/// escapes), terminated by a newline.
+pub fn write_copy_row<'a>(cells: impl IntoIterator<Item = &'a Cell>, out: &mut Vec<u8>) {
+    let mut scratch = String::new();
+    for (i, cell) in cells.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match cell {
+            Cell::Null => out.extend_from_slice(b"\\N"),
+            Cell::Text(text) | Cell::Json(text) => copy_escape(text, out),
+            Cell::Array(items) => {
+                scratch.clear();
+                write_pg_array(items, &mut scratch);
+                copy_escape(&scratch, out);
+            }
+            other => {
+                scratch.clear();
+                write_plain(other, &mut scratch);
+                out.extend_from_slice(scratch.as_bytes());
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Scalars that need no escaping.
+fn write_plain(cell: &Cell, out: &mut String) {
+    match cell {
+        Cell::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Cell::Float(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        Cell::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        Cell::Timestamp(ts) => format_timestamp(ts, out),
+        Cell::Date(d) => {
+            let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+        }
+        Cell::Uuid(u) => {
+            let _ = write!(out, "{}", u.hyphenated());
+        }
+        Cell::Null | Cell::Text(_) | Cell::Json(_) | Cell::Array(_) => unreachable!("escaped by the caller"),
+    }
+}
+
+/// A PostgreSQL array literal: `{1,2}`, `{"a","b \"q\""}`.
+fn write_pg_array(items: &[Cell], out: &mut String) {
+    out.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match item {
+            Cell::Null => out.push_str("NULL"),
+            Cell::Text(text) | Cell::Json(text) => {
+                out.push('"');
+                for c in text.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            Cell::Array(inner) => write_pg_array(inner, out),
+            other => {
+                out.push('"');
+                write_plain(other, out);
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+}
+
+fn copy_escape(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+impl Cell {
+    /// The cell as SQLite stores it: timestamps, dates and uuids as text.
+    pub fn sqlite_text(&self) -> Option<String> {
+        let mut out = String::new();
+        match self {
+            Cell::Timestamp(ts) => format_timestamp(ts, &mut out),
+            Cell::Date(_) | Cell::Uuid(_) => write_plain(self, &mut out),
+            _ => return None,
+        }
+        Some(out)
+    }
+
+    /// A stable text form, used to tell keys apart.
+    pub fn key_text(&self, out: &mut String) {
+        match self {
+            Cell::Null => out.push_str("\\N"),
+            Cell::Text(t) | Cell::Json(t) => out.push_str(t),
+            Cell::Array(items) => write_pg_array(items, out),
+            other => write_plain(other, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conv(ty: ColumnType, v: Value, dialect: Dialect) -> Result<Cell, String> {
+        ColumnCodec::new(ty, true, dialect).convert(Some(v))
+    }
+
+    fn text(max: Option<u32>, truncatable: bool) -> ColumnType {
+        ColumnType::Text { max_length: max, truncatable }
+    }
+
+    #[test]
+    fn integers_respect_their_width() {
+        assert_eq!(conv(ColumnType::SmallInt, json!(32767), Dialect::Postgres), Ok(Cell::Int(32767)));
+        assert!(conv(ColumnType::SmallInt, json!(32768), Dialect::Postgres).unwrap_err().contains("out of range"));
+        assert!(conv(ColumnType::Int, json!(1.5), Dialect::Postgres).is_err());
+        assert!(conv(ColumnType::BigInt, json!("12"), Dialect::Postgres).is_err());
+        assert_eq!(conv(ColumnType::BigInt, json!(i64::MIN), Dialect::Mysql), Ok(Cell::Int(i64::MIN)));
+    }
+
+    #[test]
+    fn floats_and_their_specials() {
+        assert_eq!(conv(ColumnType::Double, json!(-1.25e300), Dialect::Mysql), Ok(Cell::Float(-1.25e300)));
+        assert!(matches!(conv(ColumnType::Double, json!("NaN"), Dialect::Postgres), Ok(Cell::Float(f)) if f.is_nan()));
+        assert!(conv(ColumnType::Double, json!("NaN"), Dialect::Mysql).unwrap_err().contains("cannot be stored"));
+        assert!(conv(ColumnType::Double, json!("Infinity"), Dialect::Mysql).is_err());
+        assert_eq!(conv(ColumnType::Double, json!("-Infinity"), Dialect::Sqlite), Ok(Cell::Float(f64::NEG_INFINITY)));
+    }
+
+    #[test]
+    fn strings_respect_max_length_in_characters_and_the_placeholder() {
+        assert!(conv(text(Some(3), false), json!("äöü"), Dialect::Postgres).is_ok());
+        assert!(conv(text(Some(3), false), json!("abcd"), Dialect::Postgres).unwrap_err().contains("maximum of 3"));
+        assert!(conv(text(Some(3), true), json!(TRUNCATION_PLACEHOLDER), Dialect::Postgres).is_ok());
+        assert!(conv(text(Some(3), false), json!(TRUNCATION_PLACEHOLDER), Dialect::Postgres).is_err());
+        assert!(conv(text(None, false), json!("a\0b"), Dialect::Postgres).unwrap_err().contains("NUL"));
+        assert_eq!(conv(text(None, false), json!("a\0b"), Dialect::Mysql), Ok(Cell::Text("a\0b".into())));
+    }
+
+    #[test]
+    fn timestamps_keep_microseconds_and_become_utc() {
+        let cell = conv(ColumnType::Timestamp, json!("2024-05-01T12:00:00.1234567+02:00"), Dialect::Postgres).unwrap();
+        let mut out = String::new();
+        if let Cell::Timestamp(ts) = cell {
+            format_timestamp(&ts, &mut out);
+        }
+        assert_eq!(out, "2024-05-01 10:00:00.123456");
+        assert!(conv(ColumnType::Timestamp, json!("yesterday"), Dialect::Postgres).is_err());
+    }
+
+    #[test]
+    fn enums_uuids_ips_dates() {
+        let ty = ColumnType::Enum { values: vec!["active".into(), "deleted".into()] };
+        assert!(conv(ty.clone(), json!("active"), Dialect::Mysql).is_ok());
+        assert!(conv(ty, json!("archived"), Dialect::Mysql).unwrap_err().contains("not one of"));
+        assert!(conv(ColumnType::Uuid, json!("not-a-uuid"), Dialect::Postgres).is_err());
+        assert!(conv(ColumnType::IpAddress, json!("::1"), Dialect::Postgres).is_ok());
+        assert!(conv(ColumnType::IpAddress, json!("300.1.1.1"), Dialect::Postgres).is_err());
+        assert!(conv(ColumnType::Date, json!("2024-02-30"), Dialect::Postgres).is_err());
+    }
+
+    #[test]
+    fn required_columns_refuse_null() {
+        let codec = ColumnCodec::new(ColumnType::BigInt, false, Dialect::Postgres);
+        assert!(codec.convert(None).unwrap_err().contains("NOT NULL"));
+        assert!(codec.convert(Some(Value::Null)).is_err());
+        assert_eq!(ColumnCodec::new(ColumnType::BigInt, true, Dialect::Postgres).convert(None), Ok(Cell::Null));
+    }
+
+    #[test]
+    fn copy_text_escapes_everything_that_matters() {
+        let array = conv(
+            ColumnType::Array { item: Box::new(text(None, false)) },
+            json!(["a\"b", "c\\d", null, "tab\there"]),
+            Dialect::Postgres,
+        )
+        .unwrap();
+        let cells = vec![
+            Cell::Int(1),
+            Cell::Null,
+            Cell::Text("tab\tnew\nline\r\\back".into()),
+            Cell::Bool(false),
+            Cell::Json(r#"{"k":"v\n"}"#.into()),
+            array,
+            Cell::Float(0.1),
+        ];
+        let mut out = Vec::new();
+        write_copy_row(&cells, &mut out);
+        let expected = "1\t\\N\ttab\\tnew\\nline\\r\\\\back\tf\t{\"k\":\"v\\\\n\"}\t{\"a\\\\\"b\",\"c\\\\\\\\d\",NULL,\"tab\\there\"}\t0.1\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}
