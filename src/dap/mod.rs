@@ -1,12 +1,23 @@
 //! Client for the DAP Query API: login, requests with retries and rate limits, job polling, URL
 //! resolution, streaming downloads and record decoding. Knows nothing of SQL.
 
+mod auth;
 mod client;
+mod decode;
+mod download;
 mod error;
+mod http;
 mod job;
+mod metrics;
+mod ratelimit;
 mod record;
 
-pub use client::{ClientOptions, DapClient, PollPolicy, RateLimit, RecordStream, RetryPolicy};
+pub use client::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
+pub use download::RecordStream;
 pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};
+pub use metrics::ClientMetrics;
 pub use record::{Action, MalformedLine, Record, RecordBatch};
+
+#[cfg(test)]
+mod tests;
