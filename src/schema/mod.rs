@@ -10,3 +10,6 @@ mod model;
 
 pub use diff::{Change, SchemaDiff, diff};
 pub use model::{Column, ColumnType, SchemaError, TRUNCATION_PLACEHOLDER, TableSchema};
+
+#[cfg(test)]
+pub(crate) mod fixtures;
