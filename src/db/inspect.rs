@@ -11,33 +11,54 @@ use super::plan::TablePlan;
 use super::query::{Arg, Kind};
 use super::{Db, DbError, Pool};
 use crate::schema::{ColumnType, TableSchema};
-use crate::sql::{self, Dialect, TableNames};
+use crate::sql::{self, Dialect, LiveColumn, TableNames};
 
-/// The query listing a table's columns in order, with its arguments.
+/// The query listing a table's columns in order (name, nullable as `YES`/`NO` or 0/1, MySQL
+/// column type), with its arguments.
 pub(crate) fn columns_query(names: &TableNames) -> (String, Vec<Arg>) {
     let table = Arg::Text(Some(names.table.clone()));
     match names.dialect {
         Dialect::Postgres => (
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position"
+            "SELECT column_name::text, is_nullable::text, ''::text FROM information_schema.columns \
+             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position"
                 .into(),
             vec![Arg::Text(names.schema.clone()), table],
         ),
         Dialect::Mysql => (
-            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? \
-             ORDER BY ordinal_position"
+            "SELECT CAST(column_name AS CHAR), CAST(is_nullable AS CHAR), CAST(column_type AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position"
                 .into(),
             vec![table],
         ),
-        Dialect::Sqlite => ("SELECT name FROM pragma_table_info(?) ORDER BY cid".into(), vec![table]),
+        Dialect::Sqlite => (
+            "SELECT name, CASE WHEN \"notnull\" = 0 THEN 'YES' ELSE 'NO' END, '' FROM pragma_table_info(?) ORDER BY cid".into(),
+            vec![table],
+        ),
     }
 }
 
+pub(crate) const COLUMN_KINDS: [Kind; 3] = [Kind::Text, Kind::Text, Kind::Text];
+
+fn live_column(row: &[super::query::Val]) -> Option<LiveColumn> {
+    Some(LiveColumn {
+        name: row[0].text()?,
+        nullable: row[1].text().is_some_and(|n| n == "YES"),
+        enum_values: LiveColumn::mysql_enum_values(&row[2].text().unwrap_or_default()),
+    })
+}
+
 impl Db {
+    /// The columns of a table as the database reports them, in order; empty if the table does
+    /// not exist.
+    pub async fn live_columns(&self, names: &TableNames) -> Result<Vec<LiveColumn>, DbError> {
+        let (sql, args) = columns_query(names);
+        let rows = self.fetch(&sql, &args, &COLUMN_KINDS, "reading table columns").await?;
+        Ok(rows.iter().filter_map(|r| live_column(r)).collect())
+    }
+
     /// The physical column names of a table, in order; empty if the table does not exist.
     pub async fn table_columns(&self, names: &TableNames) -> Result<Vec<String>, DbError> {
-        let (sql, args) = columns_query(names);
-        let rows = self.fetch(&sql, &args, &[Kind::Text], "reading table columns").await?;
-        Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
+        Ok(self.live_columns(names).await?.into_iter().map(|c| c.name).collect())
     }
 
     /// Whether a table exists.

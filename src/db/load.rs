@@ -132,6 +132,9 @@ impl Db {
     async fn mysql_swap(&self, plan: &TablePlan, pending: &PendingSwap) -> Result<(), DbError> {
         let staging_exists = self.table_exists(&plan.staging).await?;
         if staging_exists {
+            // A retired copy left by an earlier crash would block the rename.
+            let retired = format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified());
+            self.execute_one(&retired, "dropping the replaced table").await?;
             let live_exists = self.table_exists(&plan.live).await?;
             let statements = Dialect::Mysql.swap_in(None, &plan.schema, &plan.staging, &plan.live, live_exists, &self.ddl);
             // The rename (first statement) is atomic; the drop of the old copy may be repeated.
@@ -147,9 +150,8 @@ impl Db {
         };
         finish_run(&mut tx, pending.run_id, RunOutcome::Success, &result, None).await?;
         tx.commit().await.map_err(DbError::sql("committing the snapshot"))?;
-        // A crash before this drop leaves an old copy that the next swap's statements drop.
-        let old = old_copy(&plan.live);
-        self.execute_one(&format!("DROP TABLE IF EXISTS {}", old.qualified()), "dropping the replaced table").await
+        // A crash before this drop leaves a retired copy that the next swap drops.
+        self.execute_one(&format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()), "dropping the replaced table").await
     }
 
     /// Runs schema statements: consecutive statements that may share a transaction run in one
@@ -183,11 +185,6 @@ impl Db {
             _ => None,
         }
     }
-}
-
-/// MySQL: the name the replaced live table has between the rename and its drop.
-fn old_copy(live: &TableNames) -> TableNames {
-    TableNames { table: format!("{}__dapsync_old", live.table), ..live.clone() }
 }
 
 impl Load {
@@ -283,7 +280,7 @@ impl Writer {
         // delete flag when later lines must win over earlier ones.
         let (copy_target, with_seq) = match self.kind {
             LoadKind::Snapshot { repeated_keys } => {
-                let mut statements = Dialect::Postgres.drop_table(None, &plan.staging, &self.db.ddl);
+                let mut statements = Dialect::Postgres.drop_table(Some(&plan.schema), &plan.staging, &self.db.ddl);
                 statements.extend(Dialect::Postgres.create_table(&plan.schema, &plan.staging, &self.db.ddl));
                 for s in &statements {
                     tx.execute_raw(&s.sql).await.map_err(self.tx_err("creating the staging table"))?;
@@ -437,14 +434,14 @@ impl Writer {
         // change set in one transaction; a snapshot goes into the staging table in transactions
         // of one batch each, invisible until the swap.
         let mut tx = if snapshot && dialect == Dialect::Mysql {
-            let mut statements = dialect.drop_table(None, &plan.staging, &db.ddl);
-            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", old_copy(&plan.live).qualified()), own_transaction: true });
+            let mut statements = dialect.drop_table(Some(&plan.schema), &plan.staging, &db.ddl);
+            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()), own_transaction: true });
             statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
             db.execute_statements(&statements, "creating the staging table").await?;
             db.begin().await?
         } else if snapshot {
             let mut tx = db.begin().await?;
-            let mut statements = dialect.drop_table(None, &plan.staging, &db.ddl);
+            let mut statements = dialect.drop_table(Some(&plan.schema), &plan.staging, &db.ddl);
             statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
             for statement in &statements {
                 tx.execute_raw(&statement.sql).await.map_err(self.tx_err("creating the staging table"))?;
@@ -622,7 +619,7 @@ fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
 /// The columns of a table seen from inside a transaction (empty if it does not exist).
 async fn table_columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
     let (sql, args) = super::inspect::columns_query(names);
-    let rows = tx.fetch(&sql, &args, &[Kind::Text]).await.map_err(DbError::sql("reading table columns"))?;
+    let rows = tx.fetch(&sql, &args, &super::inspect::COLUMN_KINDS).await.map_err(DbError::sql("reading table columns"))?;
     Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
 }
 
@@ -636,7 +633,7 @@ impl Db {
         let mut statements = d.drop_table(schema, &live, &self.ddl);
         statements.extend(d.drop_table(schema, &staging, &self.ddl));
         if d == Dialect::Mysql {
-            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", old_copy(&live).qualified()), own_transaction: true });
+            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", live.retired().qualified()), own_transaction: true });
         }
         self.apply_statements(&statements, &format!("dropping {namespace}.{table}")).await?;
         self.forget_table(namespace, table).await

@@ -9,7 +9,6 @@
 mod dml;
 mod mysql;
 mod naming;
-mod pending;
 mod postgres;
 mod sqlite;
 

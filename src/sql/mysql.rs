@@ -18,7 +18,6 @@ const MAX_COLUMN_COMMENT: usize = 1024;
 /// The longest table comment (characters).
 const MAX_TABLE_COMMENT: usize = 2048;
 /// Name suffix of the live table while a swap retires it.
-const RETIRED_SUFFIX: &str = "__dapsync_old";
 
 pub(super) fn column_type(ty: &ColumnType) -> String {
     use ColumnType::*;
@@ -200,7 +199,7 @@ pub(super) fn swap_in(
     live: &TableNames,
     live_exists: bool,
 ) -> Vec<Statement> {
-    let retired = live.suffixed(RETIRED_SUFFIX);
+    let retired = live.retired();
     let (staging, live_name, retired) =
         (staging.qualified(), live.qualified(), retired.qualified());
     if !live_exists {

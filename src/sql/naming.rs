@@ -9,6 +9,8 @@ use super::Dialect;
 
 /// Suffix of the staging copy a snapshot loads into.
 const STAGING_SUFFIX: &str = "__dapsync_new";
+/// MySQL: the name a replaced live table has between the swap's rename and its drop.
+const RETIRED_SUFFIX: &str = "__dapsync_old";
 
 /// The physical names of one replicated table (the live table or its staging copy) in one dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,12 @@ impl TableNames {
             table: shorten(self.dialect, &format!("{}{suffix}", self.table)),
             ..self.clone()
         }
+    }
+
+    /// MySQL: the live table's name while a snapshot swap has renamed it away and not yet
+    /// dropped it.
+    pub fn retired(&self) -> Self {
+        self.suffixed(RETIRED_SUFFIX)
     }
 
     /// The quoted table name, schema-qualified where the dialect has schemas.

@@ -411,7 +411,7 @@ impl Engine {
         let dialect = self.db.dialect();
         let plan = TablePlan::new(dialect, new.clone());
         let db_err = |source| SyncError::Db { table: label.clone(), source };
-        let existing = self.db.table_columns(&plan.live).await.map_err(db_err)?;
+        let existing = self.db.live_columns(&plan.live).await.map_err(db_err)?;
         let statements = dialect.alter_table(old, new, &diff, &plan.live, &existing, &self.db.ddl_options());
         self.db.apply_statements(&statements, &format!("altering {label}")).await.map_err(db_err)?;
         tracing::info!(table = %label, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
