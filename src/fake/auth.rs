@@ -57,7 +57,7 @@ impl Signer {
     ) -> (String, u64) {
         let lifetime = lifetime.max(Duration::from_secs(1));
         let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
-        let end = now + lifetime;
+        let end = super::world::saturating_add(now, lifetime);
         let claims = serde_json::json!({
             "iss": "dapsync-fake-dap",
             "sub": subject,

@@ -433,10 +433,11 @@ impl NumberRange {
         if self.min.is_some() || self.max.is_some() {
             let low = self.min.map_or(-1e6, |(bound, _)| bound);
             let high = self.max.map_or(1e6, |(bound, _)| bound).max(low);
-            let value = low + rng.f64() * (high - low);
+            // Halves first, so that even the widest range has a finite span.
+            let value = low + rng.f64() * (high / 2.0 - low / 2.0) * 2.0;
             // Stay strictly inside exclusive bounds.
-            return if value <= low || value >= high {
-                (low + high) / 2.0
+            return if !value.is_finite() || value <= low || value >= high {
+                low / 2.0 + high / 2.0
             } else {
                 value
             };

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use fastrand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -353,7 +353,12 @@ impl TableState {
             None if until.is_some() => return Err(QueryError::Until("`until` needs `since`")),
             None => (Window::Snapshot { at: latest }, None),
             Some(since) => {
-                if self.retention.is_some_and(|kept| since < now - kept) {
+                let oldest = self.retention.and_then(|kept| {
+                    TimeDelta::from_std(kept)
+                        .ok()
+                        .and_then(|kept| now.checked_sub_signed(kept))
+                });
+                if oldest.is_some_and(|oldest| since < oldest) {
                     return Err(QueryError::OutOfRange);
                 }
                 if self.chain_start.is_some_and(|start| since < start) {
@@ -497,7 +502,6 @@ impl Extract {
 mod tests {
     use super::*;
     use crate::fake::fixture::fixture_envelope;
-    use chrono::TimeDelta;
 
     fn t(second: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_261_600 + second, 0).unwrap()

@@ -1389,6 +1389,35 @@ async fn the_admin_api_drives_a_standalone_server() {
         )
         .await;
     assert_eq!(body["error"]["type"], "OutOfRangeError");
+    // Absurd values are taken without bringing the server down.
+    for (path, seconds) in [
+        ("/tables/catalog/items/retention", u64::MAX),
+        ("/travel", u64::MAX),
+    ] {
+        let request = if path == "/travel" {
+            api.http.post(admin(path))
+        } else {
+            api.http.put(admin(path))
+        };
+        let answer = request
+            .json(&json!({ "seconds": seconds }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    }
+    let (status, _) = api
+        .start_query(
+            "catalog.items",
+            json!({"format": "jsonl", "since": advanced["ts"]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the token expired long ago"
+    );
+    api.fake.advance("catalog", "items", Changes::default());
 }
 
 #[tokio::test]

@@ -26,12 +26,20 @@ pub enum FakeClock {
     Fixed(DateTime<Utc>),
 }
 
+/// `ts + by`, or the latest representable instant.
+pub(super) fn saturating_add(ts: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|by| ts.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The fake's clock: commits get strictly increasing microsecond timestamps.
 #[derive(Debug)]
 pub(super) struct Clock {
     source: FakeClock,
     /// Time travelled so far.
-    offset: TimeDelta,
+    offset: Duration,
     last_commit: Option<DateTime<Utc>>,
 }
 
@@ -39,7 +47,7 @@ impl Clock {
     fn new(source: FakeClock) -> Self {
         Self {
             source,
-            offset: TimeDelta::zero(),
+            offset: Duration::ZERO,
             last_commit: None,
         }
     }
@@ -50,7 +58,7 @@ impl Clock {
             FakeClock::Wall => Utc::now(),
             FakeClock::Fixed(instant) => instant,
         };
-        let now = base + self.offset;
+        let now = saturating_add(base, self.offset);
         DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 
@@ -58,7 +66,9 @@ impl Clock {
     fn next_commit(&mut self) -> DateTime<Utc> {
         let now = self.now();
         let ts = match self.last_commit {
-            Some(last) if now <= last => last + TimeDelta::microseconds(1),
+            Some(last) if now <= last => last
+                .checked_add_signed(TimeDelta::microseconds(1))
+                .unwrap_or(last),
             _ => now,
         };
         self.last_commit = Some(ts);
@@ -66,7 +76,7 @@ impl Clock {
     }
 
     pub(super) fn travel(&mut self, by: Duration) {
-        self.offset += TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
+        self.offset = self.offset.saturating_add(by);
     }
 }
 
@@ -242,7 +252,7 @@ impl World {
             });
         }
         let (window, extract) = table.plan(since, until, now).map_err(Refused::Query)?;
-        let expires_at = now + TimeDelta::from_std(job_lifetime).unwrap_or(TimeDelta::MAX);
+        let expires_at = saturating_add(now, job_lifetime);
         let extract = failure.is_none().then_some(extract);
         let job = Job::new(
             key,
