@@ -1,0 +1,254 @@
+//! Result objects: written gzip-compressed to the server's directory when a job completes, and
+//! streamed back from disk on download, whole or broken the way a fault asks.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use super::fault::Fault;
+use super::table::{Extract, RowState, TableName};
+
+/// Bytes read from disk per body chunk.
+const CHUNK: usize = 64 * 1024;
+
+/// One result object on disk.
+#[derive(Debug, Clone)]
+pub(super) struct ObjectFile {
+    pub table: TableName,
+    pub path: PathBuf,
+    /// Compressed size.
+    pub size: u64,
+    pub cut: CutPoints,
+}
+
+/// Offsets in the compressed bytes where fault injection cuts an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CutPoints {
+    /// Right after the sync flush that follows line `lines_before`: the bytes up to here
+    /// decompress to exactly those lines, but the gzip trailer is missing.
+    pub record_boundary: u64,
+    pub lines_before: u64,
+    /// Inside the compressed bytes of line `lines_before`.
+    pub mid_record: u64,
+}
+
+/// Counts the bytes that reach the file.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// The encoder flushes its writer at every sync flush; the buffered file is flushed once at
+    /// the end instead of once per line.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the objects of a job, named `<job_id>/part-NNNNN.jsonl.gz`, in `dir`, on as many
+/// threads as there are cores (generating rows is the slow part).
+pub(super) fn write_objects(
+    extract: &Extract,
+    table: &TableName,
+    dir: &Path,
+    job_id: &str,
+) -> io::Result<Vec<(String, ObjectFile)>> {
+    let groups: Vec<Vec<(u64, RowState)>> = extract.objects().collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(groups.len());
+    let write = |part: usize| {
+        let path = dir.join(format!("{job_id}-{part:05}.jsonl.gz"));
+        let (size, cut) = write_object(extract, &groups[part], &path)?;
+        let id = format!("{job_id}/part-{part:05}.jsonl.gz");
+        let table = table.clone();
+        Ok((
+            id,
+            ObjectFile {
+                table,
+                path,
+                size,
+                cut,
+            },
+        ))
+    };
+    let mut objects: Vec<(usize, io::Result<(String, ObjectFile)>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|worker| {
+                let parts = (worker..groups.len()).step_by(workers);
+                scope.spawn(move || parts.map(|part| (part, write(part))).collect::<Vec<_>>())
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| vec![(0, Err(io::Error::other("a writer panicked")))])
+            })
+            .collect()
+    });
+    objects.sort_by_key(|(part, _)| *part);
+    objects.into_iter().map(|(_, object)| object).collect()
+}
+
+/// Writes one object; returns its compressed size and cut points.
+///
+/// Every line is followed by a gzip sync flush so that a record boundary is also a byte
+/// boundary of the compressed stream.
+fn write_object(
+    extract: &Extract,
+    group: &[(u64, RowState)],
+    path: &Path,
+) -> io::Result<(u64, CutPoints)> {
+    let file = BufWriter::with_capacity(CHUNK, File::create(path)?);
+    let mut encoder = GzEncoder::new(
+        Counting {
+            inner: file,
+            written: 0,
+        },
+        Compression::fast(),
+    );
+    // Flushing before any line writes the header, so offsets[0] is where the data starts.
+    encoder.flush()?;
+    let mut offsets = vec![encoder.get_ref().written];
+    extract.write_lines(group, |line| {
+        encoder.write_all(line)?;
+        encoder.flush()?;
+        offsets.push(encoder.get_ref().written);
+        Ok::<(), io::Error>(())
+    })?;
+    let mut counting = encoder.finish()?;
+    counting.inner.flush()?;
+    Ok((counting.written, cut_points(&offsets)))
+}
+
+/// Cuts after the middle line (after the only line when there is one).
+fn cut_points(offsets: &[u64]) -> CutPoints {
+    let lines = offsets.len() - 1;
+    let k = (lines / 2).max(1).min(lines);
+    let before = offsets[k.saturating_sub(1)];
+    let after = offsets[k];
+    CutPoints {
+        record_boundary: after,
+        lines_before: k as u64,
+        mid_record: if k == 0 {
+            after / 2
+        } else {
+            (before + after) / 2
+        },
+    }
+}
+
+/// The download response for an object, shaped by a download fault.
+pub(super) async fn download(file: &ObjectFile, fault: Option<&Fault>) -> Response {
+    let reader = match tokio::fs::File::open(&file.path).await {
+        Ok(reader) => reader,
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let limited =
+        |reader: tokio::fs::File, len: u64| ReaderStream::with_capacity(reader.take(len), CHUNK);
+    let (length, body) = match fault {
+        Some(Fault::CutMidRecord) => (
+            Some(file.cut.mid_record),
+            Body::from_stream(limited(reader, file.cut.mid_record)),
+        ),
+        Some(Fault::CutAtRecordBoundary) => (
+            None,
+            Body::from_stream(limited(reader, file.cut.record_boundary)),
+        ),
+        Some(Fault::DropConnection) => {
+            let dropped = futures_util::stream::once(async {
+                // Hyper flushes what it holds only when the body is pending; without this the
+                // headers would never leave and the client would see no response at all.
+                tokio::task::yield_now().await;
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "fault: connection dropped",
+                ))
+            });
+            (
+                Some(file.size),
+                Body::from_stream(limited(reader, file.cut.mid_record).chain(dropped)),
+            )
+        }
+        Some(&Fault::SlowBody {
+            chunk_bytes,
+            pause_ms,
+        }) => {
+            let pause = Duration::from_millis(pause_ms);
+            let slow = ReaderStream::with_capacity(reader, chunk_bytes.max(1)).then(
+                move |chunk| async move {
+                    tokio::time::sleep(pause).await;
+                    chunk
+                },
+            );
+            (Some(file.size), Body::from_stream(slow))
+        }
+        _ => (
+            Some(file.size),
+            Body::from_stream(limited(reader, file.size)),
+        ),
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_fall_inside_and_after_the_middle_line() {
+        assert_eq!(
+            cut_points(&[10, 30, 50, 70, 90]),
+            CutPoints {
+                record_boundary: 50,
+                lines_before: 2,
+                mid_record: 40
+            }
+        );
+        assert_eq!(
+            cut_points(&[10, 30]),
+            CutPoints {
+                record_boundary: 30,
+                lines_before: 1,
+                mid_record: 20
+            }
+        );
+        assert_eq!(
+            cut_points(&[10]),
+            CutPoints {
+                record_boundary: 10,
+                lines_before: 0,
+                mid_record: 5
+            }
+        );
+    }
+}
