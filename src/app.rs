@@ -24,9 +24,20 @@ pub fn client_options(config: &Config) -> Result<ClientOptions, Error> {
         connect_timeout: dap.connect_timeout.0,
         request_timeout: dap.request_timeout.0,
         download_idle_timeout: dap.download_idle_timeout.0,
-        retry: RetryPolicy { max_attempts: dap.max_attempts, initial_backoff: dap.initial_backoff.0, max_backoff: dap.max_backoff.0 },
-        query_rate: RateLimit { max: dap.queries_per_minute, per: std::time::Duration::from_secs(60) },
-        poll: PollPolicy { initial_interval: dap.job_poll_initial.0, max_interval: dap.job_poll_max.0, timeout: dap.job_timeout.0 },
+        retry: RetryPolicy {
+            max_attempts: dap.max_attempts,
+            initial_backoff: dap.initial_backoff.0,
+            max_backoff: dap.max_backoff.0,
+        },
+        query_rate: RateLimit {
+            max: dap.queries_per_minute,
+            per: std::time::Duration::from_secs(60),
+        },
+        poll: PollPolicy {
+            initial_interval: dap.job_poll_initial.0,
+            max_interval: dap.job_poll_max.0,
+            timeout: dap.job_timeout.0,
+        },
         download_concurrency: dap.download_concurrency,
         url_batch_size: dap.url_batch_size,
         token_refresh_margin: std::time::Duration::from_secs(300),
@@ -41,9 +52,15 @@ pub fn dap_client(config: &Config) -> Result<DapClient, Error> {
 
 /// Connects to the configured database and brings its control tables up to date.
 pub async fn database(config: &Config) -> Result<Db, Error> {
-    let ddl = crate::sql::DdlOptions { enum_mode: config.database.enum_mode, drop_removed_columns: config.database.drop_removed_columns };
+    let ddl = crate::sql::DdlOptions {
+        enum_mode: config.database.enum_mode,
+        drop_removed_columns: config.database.drop_removed_columns,
+    };
     // Every running table holds one connection for its lock and one for its load.
-    let connections = config.database.max_connections.max(2 * config.sync.max_concurrent_tables as u32 + 2);
+    let connections = config
+        .database
+        .max_connections
+        .max(2 * config.sync.max_concurrent_tables as u32 + 2);
     let db = Db::connect(&config.database.url, connections, ddl).await?;
     db.migrate().await?;
     Ok(db)
@@ -68,7 +85,10 @@ pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, E
 
 /// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
 /// tables only when the selection needs it (`all` or a pattern).
-pub async fn resolve_tables(dap: &DapClient, namespaces: &BTreeMap<String, NamespaceConfig>) -> Result<Vec<(String, String)>, Error> {
+pub async fn resolve_tables(
+    dap: &DapClient,
+    namespaces: &BTreeMap<String, NamespaceConfig>,
+) -> Result<Vec<(String, String)>, Error> {
     let mut tables = Vec::new();
     for (namespace, selection) in namespaces {
         let names = if selection.needs_listing() {
@@ -76,7 +96,12 @@ pub async fn resolve_tables(dap: &DapClient, namespaces: &BTreeMap<String, Names
         } else {
             selection.tables.clone()
         };
-        tables.extend(names.into_iter().filter(|t| selection.selects(t)).map(|t| (namespace.clone(), t)));
+        tables.extend(
+            names
+                .into_iter()
+                .filter(|t| selection.selects(t))
+                .map(|t| (namespace.clone(), t)),
+        );
     }
     tables.sort();
     tables.dedup();
@@ -85,15 +110,31 @@ pub async fn resolve_tables(dap: &DapClient, namespaces: &BTreeMap<String, Names
 
 /// The selection `--namespace NS --table a,b|all` as a namespace configuration.
 pub fn cli_selection(namespace: &str, tables: &str) -> BTreeMap<String, NamespaceConfig> {
-    let tables: Vec<String> = tables.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-    BTreeMap::from([(namespace.to_owned(), NamespaceConfig { tables, ..NamespaceConfig::default() })])
+    let tables: Vec<String> = tables
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    BTreeMap::from([(
+        namespace.to_owned(),
+        NamespaceConfig {
+            tables,
+            ..NamespaceConfig::default()
+        },
+    )])
 }
 
 /// The outcome of one table in a multi-table command.
 pub type TableResult = ((String, String), Result<Vec<RunReport>, SyncError>);
 
 /// Runs tables through the engine, at most `concurrency` at a time, in the order given.
-pub async fn sync_tables(engine: &Engine, tables: Vec<(String, String)>, mode: Mode, concurrency: usize) -> Vec<TableResult> {
+pub async fn sync_tables(
+    engine: &Engine,
+    tables: Vec<(String, String)>,
+    mode: Mode,
+    concurrency: usize,
+) -> Vec<TableResult> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut running = JoinSet::new();
     for (index, (namespace, table)) in tables.into_iter().enumerate() {

@@ -87,6 +87,25 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Runs the bundled fake DAP server on loopback (for trying dapsync offline).
+    FakeDap(FakeDapArgs),
+}
+
+/// Options of `dapsync fake-dap`.
+#[derive(Debug, Clone, Args)]
+pub struct FakeDapArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed of the generated rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Extra rows for a table, as `namespace.table=rows` (repeatable).
+    #[arg(long = "rows", value_name = "NS.TABLE=N")]
+    pub rows: Vec<String>,
+    /// Records per result object.
+    #[arg(long, default_value_t = 1000)]
+    pub rows_per_object: usize,
 }
 
 /// `dapsync config ...`
@@ -136,12 +155,18 @@ pub fn main() -> ExitCode {
         }
     };
     let format = cli.log_format.unwrap_or(config.log.format);
-    let level = cli.log_level.clone().unwrap_or_else(|| config.log.level.clone());
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| config.log.level.clone());
     if let Err(error) = crate::telemetry::init(format, &level) {
         eprintln!("dapsync: cannot set up logging: {error}");
         return ExitCode::from(EXIT_CONFIG as u8);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("dapsync: cannot start the async runtime: {error}");
@@ -173,21 +198,39 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Schema { namespace, table, output_dir } => {
-            let envelope = app::dap_client(&config)?.get_schema(&namespace, &table).await?;
+        Command::Schema {
+            namespace,
+            table,
+            output_dir,
+        } => {
+            let envelope = app::dap_client(&config)?
+                .get_schema(&namespace, &table)
+                .await?;
             let schema = TableSchema::from_envelope(&namespace, &table, &envelope)?;
             let path = output_dir.join(format!("{table}_schema_version_{}.json", schema.version));
             let text = serde_json::to_string_pretty(&envelope["schema"]).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })?;
+            std::fs::write(&path, text + "\n").map_err(|source| Error::Io {
+                context: format!("writing {}", path.display()),
+                source,
+            })?;
             println!("{}", path.display());
             Ok(0)
         }
-        Command::Ddl { namespace, table, dialect, schema_file } => {
+        Command::Ddl {
+            namespace,
+            table,
+            dialect,
+            schema_file,
+        } => {
             let schema = match schema_file {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })?;
-                    let json: serde_json::Value = serde_json::from_str(&text)
-                        .map_err(|e| Error::Usage(format!("{} is not JSON: {e}", path.display())))?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                        context: format!("reading {}", path.display()),
+                        source,
+                    })?;
+                    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        Error::Usage(format!("{} is not JSON: {e}", path.display()))
+                    })?;
                     if json.get("schema").is_some() {
                         TableSchema::from_envelope(&namespace, &table, &json)?
                     } else {
@@ -195,7 +238,9 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
                     }
                 }
                 None => {
-                    let envelope = app::dap_client(&config)?.get_schema(&namespace, &table).await?;
+                    let envelope = app::dap_client(&config)?
+                        .get_schema(&namespace, &table)
+                        .await?;
                     TableSchema::from_envelope(&namespace, &table, &envelope)?
                 }
             };
@@ -203,23 +248,39 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
                 Some(d) => d.into(),
                 None => config.database.url.dialect()?,
             };
-            let options = DdlOptions { enum_mode: config.database.enum_mode, drop_removed_columns: config.database.drop_removed_columns };
+            let options = DdlOptions {
+                enum_mode: config.database.enum_mode,
+                drop_removed_columns: config.database.drop_removed_columns,
+            };
             print!("{}", dialect.render_ddl(&schema, &options));
             Ok(0)
         }
         Command::Init(args) => sync_command(&config, args, Mode::Init).await,
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
         Command::Drop(args) => drop_command(&config, args).await,
-        Command::Status { namespace, table, json, csv } => status_command(&config, namespace, table, json, csv).await,
+        Command::Status {
+            namespace,
+            table,
+            json,
+            csv,
+        } => status_command(&config, namespace, table, json, csv).await,
+        Command::FakeDap(args) => fake_dap_command(args).await,
     }
 }
 
 /// The selection of a command: its arguments, or the configuration's.
-fn selection(config: &Config, args: &TableArgs) -> std::collections::BTreeMap<String, crate::config::NamespaceConfig> {
+fn selection(
+    config: &Config,
+    args: &TableArgs,
+) -> std::collections::BTreeMap<String, crate::config::NamespaceConfig> {
     match (&args.namespace, &args.table) {
         (Some(namespace), Some(tables)) => app::cli_selection(namespace, tables),
         (Some(namespace), None) => {
-            let chosen = config.namespaces.get(namespace).cloned().unwrap_or_default();
+            let chosen = config
+                .namespaces
+                .get(namespace)
+                .cloned()
+                .unwrap_or_default();
             std::collections::BTreeMap::from([(namespace.clone(), chosen)])
         }
         _ => config.namespaces.clone(),
@@ -233,13 +294,23 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     if tables.is_empty() {
         return Err(Error::Usage("no table matches the selection".into()));
     }
-    let progress = if tables.len() == 1 { ProgressMode::detect() } else { ProgressMode::Log };
-    let engine = crate::sync::Engine::new(dap, app::database(config).await?, app::sync_options(config, progress));
+    let progress = if tables.len() == 1 {
+        ProgressMode::detect()
+    } else {
+        ProgressMode::Log
+    };
+    let engine = crate::sync::Engine::new(
+        dap,
+        app::database(config).await?,
+        app::sync_options(config, progress),
+    );
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
     for ((namespace, table), result) in results {
         match result {
-            Ok(reports) if reports.is_empty() => println!("{namespace}.{table}: already initialised"),
+            Ok(reports) if reports.is_empty() => {
+                println!("{namespace}.{table}: already initialised")
+            }
             Ok(reports) => {
                 for report in reports {
                     println!("{}", describe(&report));
@@ -269,7 +340,9 @@ fn describe(report: &RunReport) -> String {
         report.stats.deleted,
         report.stats.rejected,
         report.stats.row_count,
-        report.watermark.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        report
+            .watermark
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         report.schema_version,
         report.duration.as_secs_f64()
     )
@@ -281,21 +354,36 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
     let known = db.table_statuses().await?;
     let mut dropped = 0;
     for status in known {
-        let Some(chosen) = selection.get(&status.namespace) else { continue };
+        let Some(chosen) = selection.get(&status.namespace) else {
+            continue;
+        };
         if !chosen.selects(&status.table) {
             continue;
         }
         let schema = match db.sync_state(&status.namespace, &status.table).await? {
             Some(state) => serde_json::from_str(&state.schema_description)
                 .ok()
-                .and_then(|json| TableSchema::from_json_schema(&status.namespace, &status.table, state.schema_version, &json).ok()),
+                .and_then(|json| {
+                    TableSchema::from_json_schema(
+                        &status.namespace,
+                        &status.table,
+                        state.schema_version,
+                        &json,
+                    )
+                    .ok()
+                }),
             None => None,
         };
         let Some(lock) = db.try_lock_table(&status.namespace, &status.table).await? else {
-            println!("{}.{}: FAILED: being synced by another process", status.namespace, status.table);
+            println!(
+                "{}.{}: FAILED: being synced by another process",
+                status.namespace, status.table
+            );
             continue;
         };
-        let result = db.drop_replica(&status.namespace, &status.table, schema.as_ref()).await;
+        let result = db
+            .drop_replica(&status.namespace, &status.table, schema.as_ref())
+            .await;
         lock.release().await;
         result?;
         println!("{}.{}: dropped", status.namespace, status.table);
@@ -305,6 +393,43 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
         println!("no synced table matches the selection");
     }
     db.close().await;
+    Ok(0)
+}
+
+async fn fake_dap_command(args: FakeDapArgs) -> Result<i32, Error> {
+    let mut tables = Vec::new();
+    for spec in &args.rows {
+        let parsed = spec
+            .split_once('=')
+            .and_then(|(name, rows)| Some((name.split_once('.')?, rows.parse::<u64>().ok()?)));
+        let Some(((namespace, table), rows)) = parsed else {
+            return Err(Error::Usage(format!(
+                "--rows {spec}: expected namespace.table=rows"
+            )));
+        };
+        tables.push(crate::fake::FakeTable::new(namespace, table, rows));
+    }
+    let config = crate::fake::FakeDapConfig {
+        seed: args.seed,
+        rows_per_object: args.rows_per_object,
+        tables,
+        ..Default::default()
+    };
+    println!(
+        "client id: {}  client secret: {}",
+        config.client_id,
+        config.client_secret.expose()
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    crate::fake::serve_until(config, addr, shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            context: "running the fake DAP server".into(),
+            source,
+        })?;
     Ok(0)
 }
 
@@ -319,14 +444,24 @@ pub fn state_word(status: &TableStatus) -> &'static str {
     }
 }
 
-async fn status_command(config: &Config, namespace: Option<String>, table: Option<String>, json: bool, csv: bool) -> Result<i32, Error> {
+async fn status_command(
+    config: &Config,
+    namespace: Option<String>,
+    table: Option<String>,
+    json: bool,
+    csv: bool,
+) -> Result<i32, Error> {
     let db = app::database(config).await?;
     let statuses: Vec<TableStatus> = db
         .table_statuses()
         .await?
         .into_iter()
         .filter(|s| namespace.as_ref().is_none_or(|ns| &s.namespace == ns))
-        .filter(|s| table.as_ref().is_none_or(|t| t.split(',').any(|t| t == "all" || t == s.table)))
+        .filter(|s| {
+            table
+                .as_ref()
+                .is_none_or(|t| t.split(',').any(|t| t == "all" || t == s.table))
+        })
         .collect();
     db.close().await;
     let now = Utc::now();
@@ -341,44 +476,84 @@ async fn status_command(config: &Config, namespace: Option<String>, table: Optio
                 value
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
     } else if csv {
         print_csv(&statuses, &lag).await?;
     } else {
-        println!("{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR", "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS");
+        println!(
+            "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR",
+            "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS"
+        );
         for s in &statuses {
             println!(
                 "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  {}",
                 format!("{}.{}", s.namespace, s.table),
                 state_word(s),
-                s.synced_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_else(|| "-".into()),
+                s.synced_until
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .unwrap_or_else(|| "-".into()),
                 lag(s).map(human_seconds).unwrap_or_else(|| "-".into()),
-                s.schema_version.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
-                s.row_count.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                s.schema_version
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or_else(|| "-".into()),
+                s.row_count
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 match (&s.last_error_type, &s.last_error_message) {
                     (Some(kind), Some(message)) if s.consecutive_failures > 0 => {
-                        format!("{kind} (uuid {}): {message}", s.last_error_uuid.as_deref().unwrap_or("-"))
+                        format!(
+                            "{kind} (uuid {}): {message}",
+                            s.last_error_uuid.as_deref().unwrap_or("-")
+                        )
                     }
                     _ => "-".into(),
                 }
             );
         }
     }
-    let failing = statuses.iter().filter(|s| s.consecutive_failures > 0).count();
+    let failing = statuses
+        .iter()
+        .filter(|s| s.consecutive_failures > 0)
+        .count();
     if failing > 0 {
         for s in statuses.iter().filter(|s| s.consecutive_failures > 0) {
-            eprintln!("{}.{}: failing: {}", s.namespace, s.table, s.last_error_message.as_deref().unwrap_or("-"));
+            eprintln!(
+                "{}.{}: failing: {}",
+                s.namespace,
+                s.table,
+                s.last_error_message.as_deref().unwrap_or("-")
+            );
         }
         return Ok(EXIT_FAILURE);
     }
     Ok(0)
 }
 
-async fn print_csv(statuses: &[TableStatus], lag: &dyn Fn(&TableStatus) -> Option<i64>) -> Result<(), Error> {
-    let io = |source| Error::Io { context: "writing CSV".into(), source };
+async fn print_csv(
+    statuses: &[TableStatus],
+    lag: &dyn Fn(&TableStatus) -> Option<i64>,
+) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        context: "writing CSV".into(),
+        source,
+    };
     let mut writer = csv_async::AsyncWriter::from_writer(tokio::io::stdout());
     writer
-        .write_record(["namespace", "table", "state", "synced_until", "lag_seconds", "schema_version", "rows", "error_type", "error_uuid", "error"])
+        .write_record([
+            "namespace",
+            "table",
+            "state",
+            "synced_until",
+            "lag_seconds",
+            "schema_version",
+            "rows",
+            "error_type",
+            "error_uuid",
+            "error",
+        ])
         .await
         .map_err(|e| io(e.into()))?;
     for s in statuses {
@@ -388,13 +563,24 @@ async fn print_csv(statuses: &[TableStatus], lag: &dyn Fn(&TableStatus) -> Optio
                 s.namespace.clone(),
                 s.table.clone(),
                 state_word(s).to_owned(),
-                s.synced_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default(),
+                s.synced_until
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .unwrap_or_default(),
                 lag(s).map(|l| l.to_string()).unwrap_or_default(),
                 s.schema_version.map(|v| v.to_string()).unwrap_or_default(),
                 s.row_count.map(|r| r.to_string()).unwrap_or_default(),
-                s.last_error_type.clone().filter(|_| failing).unwrap_or_default(),
-                s.last_error_uuid.clone().filter(|_| failing).unwrap_or_default(),
-                s.last_error_message.clone().filter(|_| failing).unwrap_or_default(),
+                s.last_error_type
+                    .clone()
+                    .filter(|_| failing)
+                    .unwrap_or_default(),
+                s.last_error_uuid
+                    .clone()
+                    .filter(|_| failing)
+                    .unwrap_or_default(),
+                s.last_error_message
+                    .clone()
+                    .filter(|_| failing)
+                    .unwrap_or_default(),
             ])
             .await
             .map_err(|e| io(e.into()))?;

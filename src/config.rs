@@ -222,7 +222,11 @@ impl Default for SyncConfig {
 
 impl Default for NamespaceConfig {
     fn default() -> Self {
-        Self { tables: vec!["all".into()], exclude: Vec::new(), schedules: BTreeMap::new() }
+        Self {
+            tables: vec!["all".into()],
+            exclude: Vec::new(),
+            schedules: BTreeMap::new(),
+        }
     }
 }
 
@@ -230,18 +234,28 @@ impl NamespaceConfig {
     /// Whether `table` is selected: matched by `tables` (`all` matches everything) and by no
     /// `exclude` pattern.
     pub fn selects(&self, table: &str) -> bool {
-        let included = self.tables.iter().any(|p| p == "all" || glob_match(p, table));
+        let included = self
+            .tables
+            .iter()
+            .any(|p| p == "all" || glob_match(p, table));
         included && !self.exclude.iter().any(|p| glob_match(p, table))
     }
 
     /// Whether the selection can only be resolved with the namespace's table list from the API.
     pub fn needs_listing(&self) -> bool {
-        self.tables.iter().any(|p| p == "all" || p.contains(['*', '?']))
+        self.tables
+            .iter()
+            .any(|p| p == "all" || p.contains(['*', '?']))
     }
 
     /// The table's own schedule, if a `schedules` entry matches it.
     pub fn schedule_for(&self, table: &str) -> Option<&CronSchedule> {
-        self.schedules.get(table).or_else(|| self.schedules.iter().find(|(p, _)| glob_match(p, table)).map(|(_, s)| s))
+        self.schedules.get(table).or_else(|| {
+            self.schedules
+                .iter()
+                .find(|(p, _)| glob_match(p, table))
+                .map(|(_, s)| s)
+        })
     }
 }
 
@@ -277,19 +291,28 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { urls: Vec::new(), timeout: HumanDuration::secs(10) }
+        Self {
+            urls: Vec::new(),
+            timeout: HumanDuration::secs(10),
+        }
     }
 }
 
@@ -303,7 +326,10 @@ pub enum ConfigError {
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
     #[error("{key} is not set{hint}")]
-    Missing { key: &'static str, hint: &'static str },
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
     #[error("{key}: cannot read {path}")]
     SecretFile {
         key: &'static str,
@@ -315,7 +341,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(key: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self::Invalid { key: key.into(), reason: reason.to_string() }
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -328,7 +357,10 @@ impl Config {
     }
 
     /// [`Config::load`] with an explicit environment (for tests).
-    pub fn load_with_env(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let file = match path {
             Some(path) if !path.exists() => return Err(ConfigError::NotFound(path.to_path_buf())),
             Some(path) => Some(path.to_path_buf()),
@@ -336,7 +368,8 @@ impl Config {
         };
         let mut builder = config::Config::builder();
         if let Some(file) = &file {
-            builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
+            builder = builder
+                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
         }
         // The official client's variables sit between the file and DAPSYNC_* variables: an
         // existing `dap` environment works unchanged, and dapsync's own names win.
@@ -344,20 +377,32 @@ impl Config {
             .iter()
             .filter_map(|(var, key)| {
                 let value = env.get(*var).filter(|v| !v.is_empty())?;
-                Some((format!("OFFICIAL_{}", key.replace('.', "__")).to_uppercase(), value.clone()))
+                Some((
+                    format!("OFFICIAL_{}", key.replace('.', "__")).to_uppercase(),
+                    value.clone(),
+                ))
             })
             .collect();
         builder = builder
-            .add_source(config::Environment::with_prefix("OFFICIAL").prefix_separator("_").separator("__").source(Some(official)))
+            .add_source(
+                config::Environment::with_prefix("OFFICIAL")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(official)),
+            )
             .add_source(
                 config::Environment::with_prefix("DAPSYNC")
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
-                    .source(Some(env.iter().map(|(k, v)| (k.clone(), v.clone())).collect())),
+                    .source(Some(
+                        env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    )),
             );
-        let mut config: Config =
-            builder.build().and_then(|c| c.try_deserialize()).map_err(ConfigError::Load)?;
+        let mut config: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(ConfigError::Load)?;
         config.read_secret_files(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
         config.validate()?;
         Ok(config)
@@ -368,15 +413,25 @@ impl Config {
     fn read_secret_files(&mut self, credentials: Option<&Path>) -> Result<(), ConfigError> {
         let credential = |name: &str| credentials.map(|dir| dir.join(name)).filter(|p| p.exists());
         if self.dap.client_secret.is_none() {
-            let file = self.dap.client_secret_file.clone().or_else(|| credential("dap_client_secret"));
+            let file = self
+                .dap
+                .client_secret_file
+                .clone()
+                .or_else(|| credential("dap_client_secret"));
             if let Some(path) = file {
-                self.dap.client_secret = Some(Secret::new(read_secret("dap.client_secret_file", &path)?));
+                self.dap.client_secret =
+                    Some(Secret::new(read_secret("dap.client_secret_file", &path)?));
             }
         }
         if let Some(path) = credential("database_url") {
             self.database.url = DatabaseUrl(Secret::new(read_secret("database.url", &path)?));
         }
-        if let Some(path) = self.database.password_file.clone().or_else(|| credential("database_password")) {
+        if let Some(path) = self
+            .database
+            .password_file
+            .clone()
+            .or_else(|| credential("database_password"))
+        {
             let password = read_secret("database.password_file", &path)?;
             self.database.url = self.database.url.with_password(&password)?;
         }
@@ -385,22 +440,42 @@ impl Config {
 
     /// Checks every value that deserialization alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let base = reqwest::Url::parse(&self.dap.base_url).map_err(|e| ConfigError::invalid("dap.base_url", e))?;
+        let base = reqwest::Url::parse(&self.dap.base_url)
+            .map_err(|e| ConfigError::invalid("dap.base_url", e))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(ConfigError::invalid("dap.base_url", "must be an http or https URL"));
+            return Err(ConfigError::invalid(
+                "dap.base_url",
+                "must be an http or https URL",
+            ));
         }
         if self.dap.client_id.is_some() != self.dap.client_secret.is_some() {
-            let missing = if self.dap.client_id.is_some() { "dap.client_secret" } else { "dap.client_id" };
-            return Err(ConfigError::Missing { key: missing, hint: CREDENTIALS_HINT });
+            let missing = if self.dap.client_id.is_some() {
+                "dap.client_secret"
+            } else {
+                "dap.client_id"
+            };
+            return Err(ConfigError::Missing {
+                key: missing,
+                hint: CREDENTIALS_HINT,
+            });
         }
         self.database.url.dialect()?;
         for (key, value) in [
             ("dap.max_attempts", self.dap.max_attempts as usize),
-            ("dap.queries_per_minute", self.dap.queries_per_minute as usize),
+            (
+                "dap.queries_per_minute",
+                self.dap.queries_per_minute as usize,
+            ),
             ("dap.download_concurrency", self.dap.download_concurrency),
             ("dap.url_batch_size", self.dap.url_batch_size),
-            ("database.max_connections", self.database.max_connections as usize),
-            ("sync.max_concurrent_tables", self.sync.max_concurrent_tables),
+            (
+                "database.max_connections",
+                self.database.max_connections as usize,
+            ),
+            (
+                "sync.max_concurrent_tables",
+                self.sync.max_concurrent_tables,
+            ),
             ("sync.run_attempts", self.sync.run_attempts as usize),
         ] {
             if value == 0 {
@@ -409,12 +484,17 @@ impl Config {
         }
         for (ns, namespace) in &self.namespaces {
             if namespace.tables.is_empty() {
-                return Err(ConfigError::invalid(format!("namespaces.{ns}.tables"), "lists no table"));
+                return Err(ConfigError::invalid(
+                    format!("namespaces.{ns}.tables"),
+                    "lists no table",
+                ));
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| ConfigError::invalid("log.level", e))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", e))?;
         for url in &self.webhooks.urls {
-            reqwest::Url::parse(url).map_err(|e| ConfigError::invalid("webhooks.urls", format!("{url}: {e}")))?;
+            reqwest::Url::parse(url)
+                .map_err(|e| ConfigError::invalid("webhooks.urls", format!("{url}: {e}")))?;
         }
         Ok(())
     }
@@ -423,25 +503,38 @@ impl Config {
     pub fn dap_credentials(&self) -> Result<(&str, &Secret), ConfigError> {
         match (&self.dap.client_id, &self.dap.client_secret) {
             (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok((id, secret)),
-            (None, _) => Err(ConfigError::Missing { key: "dap.client_id", hint: CREDENTIALS_HINT }),
-            (Some(id), _) if id.is_empty() => Err(ConfigError::Missing { key: "dap.client_id", hint: CREDENTIALS_HINT }),
-            _ => Err(ConfigError::Missing { key: "dap.client_secret", hint: CREDENTIALS_HINT }),
+            (None, _) => Err(ConfigError::Missing {
+                key: "dap.client_id",
+                hint: CREDENTIALS_HINT,
+            }),
+            (Some(id), _) if id.is_empty() => Err(ConfigError::Missing {
+                key: "dap.client_id",
+                hint: CREDENTIALS_HINT,
+            }),
+            _ => Err(ConfigError::Missing {
+                key: "dap.client_secret",
+                hint: CREDENTIALS_HINT,
+            }),
         }
     }
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
 }
 
-const CREDENTIALS_HINT: &str =
-    " (set it in the configuration file, in DAPSYNC_DAP__CLIENT_ID / DAPSYNC_DAP__CLIENT_SECRET, or in DAP_CLIENT_ID / DAP_CLIENT_SECRET)";
+const CREDENTIALS_HINT: &str = " (set it in the configuration file, in DAPSYNC_DAP__CLIENT_ID / DAPSYNC_DAP__CLIENT_SECRET, or in DAP_CLIENT_ID / DAP_CLIENT_SECRET)";
 
 fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|source| ConfigError::SecretFile { key, path: path.to_path_buf(), source })
+        .map_err(|source| ConfigError::SecretFile {
+            key,
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// A database URL. It may carry a password, so it shows itself with the password redacted.
@@ -462,7 +555,11 @@ impl DatabaseUrl {
 
     /// The database this URL points at.
     pub fn dialect(&self) -> Result<Dialect, ConfigError> {
-        let scheme = self.expose().split_once("://").map(|(scheme, _)| scheme).unwrap_or_default();
+        let scheme = self
+            .expose()
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .unwrap_or_default();
         match scheme {
             "postgres" | "postgresql" => Ok(Dialect::Postgres),
             "mysql" | "mariadb" => Ok(Dialect::Mysql),
@@ -476,9 +573,14 @@ impl DatabaseUrl {
 
     /// The URL with its password replaced.
     fn with_password(&self, password: &str) -> Result<Self, ConfigError> {
-        let mut url = reqwest::Url::parse(self.expose()).map_err(|e| ConfigError::invalid("database.url", e))?;
-        url.set_password(Some(password))
-            .map_err(|()| ConfigError::invalid("database.password_file", "the database URL cannot carry a password"))?;
+        let mut url = reqwest::Url::parse(self.expose())
+            .map_err(|e| ConfigError::invalid("database.url", e))?;
+        url.set_password(Some(password)).map_err(|()| {
+            ConfigError::invalid(
+                "database.password_file",
+                "the database URL cannot carry a password",
+            )
+        })?;
         Ok(Self::new(String::from(url)))
     }
 }
@@ -525,16 +627,24 @@ impl HumanDuration {
     /// Parses `500ms`, `30s`, `5m`, `2h`, `1d` or a bare number of seconds.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 5m or 2h"))?;
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like 30s, 5m or 2h"))?;
         let millis = match unit.trim() {
             "ms" => 1,
             "" | "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return Err(format!("`{text}` has an unknown unit (use ms, s, m, h or d)")),
+            _ => {
+                return Err(format!(
+                    "`{text}` has an unknown unit (use ms, s, m, h or d)"
+                ));
+            }
         };
         Ok(Self(Duration::from_millis(number.saturating_mul(millis))))
     }
@@ -588,12 +698,21 @@ impl CronSchedule {
     pub fn parse(text: &str) -> Result<Self, String> {
         let fields = text.split_whitespace().count();
         let expression = match fields {
-            5 => format!("0 {}", text.split_whitespace().collect::<Vec<_>>().join(" ")),
+            5 => format!(
+                "0 {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
             6 => text.split_whitespace().collect::<Vec<_>>().join(" "),
-            _ => return Err(format!("`{text}` is not a cron expression of 5 or 6 fields")),
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a cron expression of 5 or 6 fields"
+                ));
+            }
         };
         let schedule = Self(expression);
-        schedule.cron().map_err(|e| format!("`{text}` is not a valid cron expression: {e}"))?;
+        schedule
+            .cron()
+            .map_err(|e| format!("`{text}` is not a valid cron expression: {e}"))?;
         Ok(schedule)
     }
 
@@ -612,7 +731,10 @@ impl CronSchedule {
     }
 
     /// The first tick strictly after `after`.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron().ok()?.find_next_occurrence(&after, false).ok()
     }
 }
@@ -640,7 +762,12 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
     }
     Ok(match Raw::deserialize(deserializer)? {
         Raw::List(list) => list,
-        Raw::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Raw::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -652,7 +779,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dapsync.toml");
         std::fs::write(&path, toml).unwrap();
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load_with_env(Some(&path), &env)
     }
 
@@ -699,7 +829,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.dap.base_url, "http://dapsync.example");
-        assert_eq!(config.dap.client_secret.as_ref().unwrap().expose(), "official-secret");
+        assert_eq!(
+            config.dap.client_secret.as_ref().unwrap().expose(),
+            "official-secret"
+        );
         assert_eq!(config.database.url.dialect().unwrap(), Dialect::Postgres);
         assert_eq!(config.sync.max_concurrent_tables, 7);
         assert_eq!(config.namespaces["canvas"].tables, ["courses", "users"]);
@@ -708,9 +841,17 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = load("[dap]\nclient_idd = \"x\"\n", &[]).unwrap_err();
-        assert!(error_text(&err).contains("client_idd"), "{}", error_text(&err));
+        assert!(
+            error_text(&err).contains("client_idd"),
+            "{}",
+            error_text(&err)
+        );
         let err = load("", &[("DAPSYNC_SYNC__SCHEDULEE", "x")]).unwrap_err();
-        assert!(error_text(&err).contains("schedulee"), "{}", error_text(&err));
+        assert!(
+            error_text(&err).contains("schedulee"),
+            "{}",
+            error_text(&err)
+        );
     }
 
     #[test]
@@ -721,23 +862,41 @@ mod tests {
             ("[sync]\nschedule = \"61 * * * *\"\n", "61 * * * *"),
             ("[sync]\nschedule = \"every hour\"\n", "every hour"),
             ("[dap]\nclient_id = \"abc\"\n", "dap.client_secret"),
-            ("[sync]\nmax_concurrent_tables = 0\n", "sync.max_concurrent_tables"),
+            (
+                "[sync]\nmax_concurrent_tables = 0\n",
+                "sync.max_concurrent_tables",
+            ),
             ("[dap]\njob_timeout = \"ten minutes\"\n", "ten minutes"),
         ];
         for (toml, expected) in cases {
             let err = load(toml, &[]).unwrap_err();
-            assert!(error_text(&err).contains(expected), "{toml}: {}", error_text(&err));
+            assert!(
+                error_text(&err).contains(expected),
+                "{toml}: {}",
+                error_text(&err)
+            );
         }
     }
 
     #[test]
     fn cron_accepts_five_and_six_fields() {
-        assert_eq!(CronSchedule::parse("*/15 * * * *").unwrap().as_str(), "0 */15 * * * *");
-        assert_eq!(CronSchedule::parse("*/2 * * * * *").unwrap().as_str(), "*/2 * * * * *");
+        assert_eq!(
+            CronSchedule::parse("*/15 * * * *").unwrap().as_str(),
+            "0 */15 * * * *"
+        );
+        assert_eq!(
+            CronSchedule::parse("*/2 * * * * *").unwrap().as_str(),
+            "*/2 * * * * *"
+        );
         assert!(CronSchedule::parse("* * *").is_err());
         let hourly = CronSchedule::hourly();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T10:20:00Z").unwrap().to_utc();
-        assert_eq!(hourly.next_after(now).unwrap().to_rfc3339(), "2026-01-01T11:00:00+00:00");
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T10:20:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            hourly.next_after(now).unwrap().to_rfc3339(),
+            "2026-01-01T11:00:00+00:00"
+        );
     }
 
     #[test]
@@ -749,21 +908,37 @@ mod tests {
         assert!(!glob_match("quiz_*", "quizzes"));
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("*a*b*", "xxaxxbxx"));
-        let namespace = NamespaceConfig { tables: vec!["all".into()], exclude: vec!["web_logs".into(), "quiz_*".into()], ..Default::default() };
+        let namespace = NamespaceConfig {
+            tables: vec!["all".into()],
+            exclude: vec!["web_logs".into(), "quiz_*".into()],
+            ..Default::default()
+        };
         assert!(namespace.selects("courses"));
         assert!(!namespace.selects("quiz_questions"));
         assert!(!namespace.selects("web_logs"));
         assert!(namespace.needs_listing());
-        let listed = NamespaceConfig { tables: vec!["courses".into()], ..Default::default() };
+        let listed = NamespaceConfig {
+            tables: vec!["courses".into()],
+            ..Default::default()
+        };
         assert!(!listed.needs_listing());
         assert!(!listed.selects("users"));
     }
 
     #[test]
     fn durations() {
-        assert_eq!(HumanDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(HumanDuration::parse("2h").unwrap().0, Duration::from_secs(7200));
-        assert_eq!(HumanDuration::parse("90").unwrap().0, Duration::from_secs(90));
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            HumanDuration::parse("2h").unwrap().0,
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            HumanDuration::parse("90").unwrap().0,
+            Duration::from_secs(90)
+        );
         assert_eq!(HumanDuration::secs(300).to_string(), "5m");
         assert!(HumanDuration::parse("5 parsecs").is_err());
     }
@@ -771,27 +946,61 @@ mod tests {
     #[test]
     fn secrets_come_from_files_and_never_show() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("dap_client_secret"), "s3cret-from-systemd\n").unwrap();
+        std::fs::write(
+            dir.path().join("dap_client_secret"),
+            "s3cret-from-systemd\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("database_password"), "db-pa55").unwrap();
         let toml = "[dap]\nclient_id = \"us-east-1#abc\"\n[database]\nurl = \"postgresql://app@db.example/dap\"\n";
-        let config = load(toml, &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]).unwrap();
-        assert_eq!(config.dap_credentials().unwrap().1.expose(), "s3cret-from-systemd");
-        assert_eq!(config.database.url.expose(), "postgresql://app:db-pa55@db.example/dap");
+        let config = load(
+            toml,
+            &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())],
+        )
+        .unwrap();
+        assert_eq!(
+            config.dap_credentials().unwrap().1.expose(),
+            "s3cret-from-systemd"
+        );
+        assert_eq!(
+            config.database.url.expose(),
+            "postgresql://app:db-pa55@db.example/dap"
+        );
         for shown in [format!("{config:?}"), config.to_toml()] {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(!shown.contains("db-pa55"), "{shown}");
-            assert!(shown.contains("postgresql://app:%5Bredacted%5D@db.example/dap") || shown.contains("[redacted]"));
+            assert!(
+                shown.contains("postgresql://app:%5Bredacted%5D@db.example/dap")
+                    || shown.contains("[redacted]")
+            );
         }
         let secret_file = dir.path().join("secret.txt");
         std::fs::write(&secret_file, "from-file").unwrap();
-        let toml = format!("[dap]\nclient_id = \"x\"\nclient_secret_file = {:?}\n", secret_file.to_str().unwrap());
-        assert_eq!(load(&toml, &[]).unwrap().dap_credentials().unwrap().1.expose(), "from-file");
+        let toml = format!(
+            "[dap]\nclient_id = \"x\"\nclient_secret_file = {:?}\n",
+            secret_file.to_str().unwrap()
+        );
+        assert_eq!(
+            load(&toml, &[])
+                .unwrap()
+                .dap_credentials()
+                .unwrap()
+                .1
+                .expose(),
+            "from-file"
+        );
     }
 
     #[test]
     fn missing_credentials_name_the_key() {
         let config = load("", &[]).unwrap();
-        assert!(config.dap_credentials().unwrap_err().to_string().starts_with("dap.client_id is not set"));
+        assert!(
+            config
+                .dap_credentials()
+                .unwrap_err()
+                .to_string()
+                .starts_with("dap.client_id is not set")
+        );
     }
 
     #[test]

@@ -15,12 +15,20 @@ fn target() -> Option<&'static Target> {
     static TARGET: OnceLock<Option<Target>> = OnceLock::new();
     TARGET
         .get_or_init(|| {
-            let spec = std::env::var("DAPSYNC_CRASH_AT").ok().filter(|s| !s.is_empty())?;
+            let spec = std::env::var("DAPSYNC_CRASH_AT")
+                .ok()
+                .filter(|s| !s.is_empty())?;
             let (name, nth) = match spec.rsplit_once(':') {
-                Some((name, n)) if n.parse::<u64>().is_ok() => (name.to_owned(), n.parse().unwrap_or(1)),
+                Some((name, n)) if n.parse::<u64>().is_ok() => {
+                    (name.to_owned(), n.parse().unwrap_or(1))
+                }
                 _ => (spec, 1),
             };
-            Some(Target { name, nth, hits: AtomicU64::new(0) })
+            Some(Target {
+                name,
+                nth,
+                hits: AtomicU64::new(0),
+            })
         })
         .as_ref()
 }

@@ -64,7 +64,10 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), REDACTED);
         assert_eq!(format!("{secret}"), REDACTED);
-        assert_eq!(serde_json::to_string(&secret).unwrap(), format!("\"{REDACTED}\""));
+        assert_eq!(
+            serde_json::to_string(&secret).unwrap(),
+            format!("\"{REDACTED}\"")
+        );
         assert_eq!(secret.expose(), "hunter2");
     }
 }

@@ -8,15 +8,26 @@ use crate::config::LogFormat;
 /// `level` (a level or a filter directive such as `dapsync=debug,sqlx=warn`).
 ///
 /// Returns an error if a subscriber is already installed or the filter does not parse.
-pub fn init(format: LogFormat, level: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn init(
+    format: LogFormat,
+    level: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::try_new(default_directives(level))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     }
 }
 

@@ -174,7 +174,11 @@ fn truncate(t: DateTime<Utc>, precision: TimeDelta) -> DateTime<Utc> {
 
 impl Db {
     /// The sync state of a table, or `None` if it was never synced (by dapsync or `dap`).
-    pub async fn sync_state(&self, namespace: &str, table: &str) -> Result<Option<SyncState>, DbError> {
+    pub async fn sync_state(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<Option<SyncState>, DbError> {
         let d = self.dialect();
         let rows = self
             .fetch(
@@ -188,13 +192,22 @@ impl Db {
                 "reading table_sync",
             )
             .await?;
-        let Some(row) = rows.into_iter().next() else { return Ok(None) };
-        let (Some(stamp), Some(schema_version), Some(schema_description)) = (row[0].time(), row[1].int(), row[2].text()) else {
-            return Err(DbError::Inconsistent(format!("table_sync has an incomplete row for {namespace}.{table}")));
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let (Some(stamp), Some(schema_version), Some(schema_description)) =
+            (row[0].time(), row[1].int(), row[2].text())
+        else {
+            return Err(DbError::Inconsistent(format!(
+                "table_sync has an incomplete row for {namespace}.{table}"
+            )));
         };
         let watermark = self
             .fetch(
-                &format!("SELECT watermark FROM {} WHERE namespace = ? AND table_name = ?", d.own_table("table_state")),
+                &format!(
+                    "SELECT watermark FROM {} WHERE namespace = ? AND table_name = ?",
+                    d.own_table("table_state")
+                ),
                 &[text(namespace), text(table)],
                 &[Kind::Time],
                 "reading table_state",
@@ -207,31 +220,52 @@ impl Db {
             Some(exact) if truncate(exact, d.table_sync_precision()) == stamp => exact,
             _ => stamp,
         };
-        Ok(Some(SyncState { since, schema_version, schema_description }))
+        Ok(Some(SyncState {
+            since,
+            schema_version,
+            schema_description,
+        }))
     }
 
     /// The MySQL swap in progress for a table, if any.
-    pub(crate) async fn pending_swap(&self, namespace: &str, table: &str) -> Result<Option<PendingSwap>, DbError> {
+    pub(crate) async fn pending_swap(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<Option<PendingSwap>, DbError> {
         let rows = self
             .fetch(
-                &format!("SELECT pending_swap FROM {} WHERE namespace = ? AND table_name = ?", self.dialect().own_table("table_state")),
+                &format!(
+                    "SELECT pending_swap FROM {} WHERE namespace = ? AND table_name = ?",
+                    self.dialect().own_table("table_state")
+                ),
                 &[text(namespace), text(table)],
                 &[Kind::Text],
                 "reading table_state",
             )
             .await?;
-        let Some(json) = rows.into_iter().next().and_then(|row| row[0].text()) else { return Ok(None) };
-        serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| DbError::Inconsistent(format!("table_state.pending_swap of {namespace}.{table} is unreadable: {e}")))
+        let Some(json) = rows.into_iter().next().and_then(|row| row[0].text()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json).map(Some).map_err(|e| {
+            DbError::Inconsistent(format!(
+                "table_state.pending_swap of {namespace}.{table} is unreadable: {e}"
+            ))
+        })
     }
 
     /// Records (or clears) a MySQL swap in progress.
-    pub(crate) async fn set_pending_swap(&self, plan: &TablePlan, swap: Option<&PendingSwap>) -> Result<(), DbError> {
+    pub(crate) async fn set_pending_swap(
+        &self,
+        plan: &TablePlan,
+        swap: Option<&PendingSwap>,
+    ) -> Result<(), DbError> {
         let json = swap.map(|s| serde_json::to_string(s).unwrap_or_default());
         let mut tx = self.begin().await?;
         upsert_table_state(&mut tx, plan, &[("pending_swap", Arg::Text(json))]).await?;
-        tx.commit().await.map_err(DbError::sql("recording a pending swap"))
+        tx.commit()
+            .await
+            .map_err(DbError::sql("recording a pending swap"))
     }
 
     /// Starts a run: marks runs of this table left `running` by a dead process as interrupted
@@ -263,10 +297,14 @@ impl Db {
             Arg::Time(Some(Utc::now())),
         ];
         let id = if d == Dialect::Mysql {
-            tx.execute(&insert, &args).await.map_err(DbError::sql(context))?;
-            tx.fetch("SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[], &[Kind::Int]).await
+            tx.execute(&insert, &args)
+                .await
+                .map_err(DbError::sql(context))?;
+            tx.fetch("SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[], &[Kind::Int])
+                .await
         } else {
-            tx.fetch(&format!("{insert} RETURNING id"), &args, &[Kind::Int]).await
+            tx.fetch(&format!("{insert} RETURNING id"), &args, &[Kind::Int])
+                .await
         }
         .map_err(DbError::sql(context))?
         .first()
@@ -277,7 +315,14 @@ impl Db {
     }
 
     /// Records a failed run and the table's last error.
-    pub async fn fail_run(&self, run_id: i64, plan_namespace: &str, plan_table: &str, result: &RunResult, error: &RunError) -> Result<(), DbError> {
+    pub async fn fail_run(
+        &self,
+        run_id: i64,
+        plan_namespace: &str,
+        plan_table: &str,
+        result: &RunResult,
+        error: &RunError,
+    ) -> Result<(), DbError> {
         let d = self.dialect();
         let mut tx = self.begin().await?;
         finish_run(&mut tx, run_id, RunOutcome::Failed, result, Some(error)).await?;
@@ -296,7 +341,10 @@ impl Db {
         ];
         let context = "recording a failed run";
         let updated = tx
-            .execute(&format!("UPDATE {state} SET {set} WHERE namespace = ? AND table_name = ?"), &args)
+            .execute(
+                &format!("UPDATE {state} SET {set} WHERE namespace = ? AND table_name = ?"),
+                &args,
+            )
             .await
             .map_err(DbError::sql(context))?;
         if updated == 0 {
@@ -319,7 +367,10 @@ impl Db {
         let ts = d.quote_ident("timestamp");
         let sync_rows = self
             .fetch(
-                &format!("SELECT source_namespace, source_table, {ts}, schema_version FROM {}", d.table_sync_name()),
+                &format!(
+                    "SELECT source_namespace, source_table, {ts}, schema_version FROM {}",
+                    d.table_sync_name()
+                ),
                 &[],
                 &[Kind::Text, Kind::Text, Kind::Naive, Kind::Int],
                 "reading table_sync",
@@ -339,7 +390,9 @@ impl Db {
             .await?;
         let mut statuses: Vec<TableStatus> = Vec::new();
         for row in &sync_rows {
-            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else { continue };
+            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else {
+                continue;
+            };
             statuses.push(TableStatus {
                 namespace,
                 table,
@@ -349,11 +402,20 @@ impl Db {
             });
         }
         for row in &state_rows {
-            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else { continue };
-            let index = match statuses.iter().position(|s| s.namespace == namespace && s.table == table) {
+            let (Some(namespace), Some(table)) = (row[0].text(), row[1].text()) else {
+                continue;
+            };
+            let index = match statuses
+                .iter()
+                .position(|s| s.namespace == namespace && s.table == table)
+            {
                 Some(i) => i,
                 None => {
-                    statuses.push(TableStatus { namespace: namespace.clone(), table: table.clone(), ..TableStatus::default() });
+                    statuses.push(TableStatus {
+                        namespace: namespace.clone(),
+                        table: table.clone(),
+                        ..TableStatus::default()
+                    });
                     statuses.len() - 1
                 }
             };
@@ -376,10 +438,20 @@ impl Db {
     }
 
     /// The latest runs, newest first, optionally of one table.
-    pub async fn recent_runs(&self, table: Option<(&str, &str)>, limit: i64) -> Result<Vec<RunRecord>, DbError> {
+    pub async fn recent_runs(
+        &self,
+        table: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, DbError> {
         let d = self.dialect();
-        let filter = if table.is_some() { "WHERE namespace = ? AND table_name = ?" } else { "" };
-        let mut args: Vec<Arg> = table.map(|(ns, t)| vec![text(ns), text(t)]).unwrap_or_default();
+        let filter = if table.is_some() {
+            "WHERE namespace = ? AND table_name = ?"
+        } else {
+            ""
+        };
+        let mut args: Vec<Arg> = table
+            .map(|(ns, t)| vec![text(ns), text(t)])
+            .unwrap_or_default();
         args.push(Arg::Int(Some(limit)));
         let rows = self
             .fetch(
@@ -444,7 +516,10 @@ impl Db {
     pub async fn reject_count(&self, namespace: &str, table: &str) -> Result<i64, DbError> {
         let rows = self
             .fetch(
-                &format!("SELECT count(*) FROM {} WHERE namespace = ? AND table_name = ?", self.dialect().own_table("rejects")),
+                &format!(
+                    "SELECT count(*) FROM {} WHERE namespace = ? AND table_name = ?",
+                    self.dialect().own_table("rejects")
+                ),
                 &[text(namespace), text(table)],
                 &[Kind::Int],
                 "counting rejects",
@@ -458,17 +533,33 @@ impl Db {
         let d = self.dialect();
         let mut tx = self.begin().await?;
         for sql in [
-            format!("DELETE FROM {} WHERE source_namespace = ? AND source_table = ?", d.table_sync_name()),
-            format!("DELETE FROM {} WHERE namespace = ? AND table_name = ?", d.own_table("table_state")),
+            format!(
+                "DELETE FROM {} WHERE source_namespace = ? AND source_table = ?",
+                d.table_sync_name()
+            ),
+            format!(
+                "DELETE FROM {} WHERE namespace = ? AND table_name = ?",
+                d.own_table("table_state")
+            ),
         ] {
-            tx.execute(&sql, &[text(namespace), text(table)]).await.map_err(DbError::sql("removing control rows"))?;
+            tx.execute(&sql, &[text(namespace), text(table)])
+                .await
+                .map_err(DbError::sql("removing control rows"))?;
         }
-        tx.commit().await.map_err(DbError::sql("removing control rows"))
+        tx.commit()
+            .await
+            .map_err(DbError::sql("removing control rows"))
     }
 }
 
 /// Writes the outcome of a run.
-pub(crate) async fn finish_run(tx: &mut Tx, run_id: i64, outcome: RunOutcome, result: &RunResult, error: Option<&RunError>) -> Result<(), DbError> {
+pub(crate) async fn finish_run(
+    tx: &mut Tx,
+    run_id: i64,
+    outcome: RunOutcome,
+    result: &RunResult,
+    error: Option<&RunError>,
+) -> Result<(), DbError> {
     let runs = tx.dialect().own_table("runs");
     tx.execute(
         &format!(
@@ -498,7 +589,12 @@ pub(crate) async fn finish_run(tx: &mut Tx, run_id: i64, outcome: RunOutcome, re
 
 /// Advances a table's sync state: `table_sync` (the official client's view) and dapsync's exact
 /// watermark, in the caller's transaction so that it commits together with the data.
-pub(crate) async fn write_sync_state(tx: &mut Tx, plan: &TablePlan, watermark: DateTime<Utc>, row_count: i64) -> Result<(), DbError> {
+pub(crate) async fn write_sync_state(
+    tx: &mut Tx,
+    plan: &TablePlan,
+    watermark: DateTime<Utc>,
+    row_count: i64,
+) -> Result<(), DbError> {
     let d = tx.dialect();
     let schema = &plan.schema;
     let context = "writing table_sync";
@@ -567,17 +663,30 @@ pub(crate) async fn write_sync_state(tx: &mut Tx, plan: &TablePlan, watermark: D
 }
 
 /// Sets columns of a table's `table_state` row, creating the row if needed.
-async fn upsert_table_state(tx: &mut Tx, plan: &TablePlan, values: &[(&str, Arg)]) -> Result<(), DbError> {
+async fn upsert_table_state(
+    tx: &mut Tx,
+    plan: &TablePlan,
+    values: &[(&str, Arg)],
+) -> Result<(), DbError> {
     let state = tx.dialect().own_table("table_state");
     let context = "writing table_state";
     let keys = [text(&plan.schema.namespace), text(&plan.schema.table)];
     let now = Arg::Time(Some(Utc::now()));
-    let set: Vec<String> = values.iter().map(|(column, _)| format!("{column} = ?")).collect();
+    let set: Vec<String> = values
+        .iter()
+        .map(|(column, _)| format!("{column} = ?"))
+        .collect();
     let mut args: Vec<Arg> = values.iter().map(|(_, arg)| arg.clone()).collect();
     args.push(now.clone());
     args.extend(keys.iter().cloned());
     let updated = tx
-        .execute(&format!("UPDATE {state} SET {}, updated_at = ? WHERE namespace = ? AND table_name = ?", set.join(", ")), &args)
+        .execute(
+            &format!(
+                "UPDATE {state} SET {}, updated_at = ? WHERE namespace = ? AND table_name = ?",
+                set.join(", ")
+            ),
+            &args,
+        )
         .await
         .map_err(DbError::sql(context))?;
     if updated == 0 {
@@ -587,7 +696,10 @@ async fn upsert_table_state(tx: &mut Tx, plan: &TablePlan, values: &[(&str, Arg)
         args.push(now);
         let marks = vec!["?"; args.len()].join(", ");
         tx.execute(
-            &format!("INSERT INTO {state} (namespace, table_name, {}, updated_at) VALUES ({marks})", columns.join(", ")),
+            &format!(
+                "INSERT INTO {state} (namespace, table_name, {}, updated_at) VALUES ({marks})",
+                columns.join(", ")
+            ),
             &args,
         )
         .await
@@ -597,7 +709,12 @@ async fn upsert_table_state(tx: &mut Tx, plan: &TablePlan, values: &[(&str, Arg)
 }
 
 /// Stores rejected records.
-pub(crate) async fn insert_rejects(tx: &mut Tx, run_id: i64, plan: &TablePlan, rejects: &[Reject]) -> Result<(), DbError> {
+pub(crate) async fn insert_rejects(
+    tx: &mut Tx,
+    run_id: i64,
+    plan: &TablePlan,
+    rejects: &[Reject],
+) -> Result<(), DbError> {
     let sql = format!(
         "INSERT INTO {} (run_id, namespace, table_name, record_key, reason, line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         tx.dialect().own_table("rejects")

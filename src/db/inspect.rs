@@ -52,13 +52,20 @@ impl Db {
     /// not exist.
     pub async fn live_columns(&self, names: &TableNames) -> Result<Vec<LiveColumn>, DbError> {
         let (sql, args) = columns_query(names);
-        let rows = self.fetch(&sql, &args, &COLUMN_KINDS, "reading table columns").await?;
+        let rows = self
+            .fetch(&sql, &args, &COLUMN_KINDS, "reading table columns")
+            .await?;
         Ok(rows.iter().filter_map(|r| live_column(r)).collect())
     }
 
     /// The physical column names of a table, in order; empty if the table does not exist.
     pub async fn table_columns(&self, names: &TableNames) -> Result<Vec<String>, DbError> {
-        Ok(self.live_columns(names).await?.into_iter().map(|c| c.name).collect())
+        Ok(self
+            .live_columns(names)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect())
     }
 
     /// Whether a table exists.
@@ -68,7 +75,9 @@ impl Db {
 
     /// Rows in a table.
     pub async fn count_rows(&self, names: &TableNames) -> Result<i64, DbError> {
-        let rows = self.fetch(&sql::count_rows(names), &[], &[Kind::Int], "counting rows").await?;
+        let rows = self
+            .fetch(&sql::count_rows(names), &[], &[Kind::Int], "counting rows")
+            .await?;
         Ok(rows.first().and_then(|r| r[0].int()).unwrap_or_default())
     }
 
@@ -84,19 +93,35 @@ impl Db {
             .zip(&plan.columns.names)
             .map(|(column, physical)| select_expression(d, &column.ty, &d.quote_ident(physical)))
             .collect();
-        let key: Vec<String> = plan.columns.names.iter().take(plan.columns.key_len).map(|c| d.quote_ident(c)).collect();
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", columns.join(", "), plan.live.qualified(), key.join(", "));
+        let key: Vec<String> = plan
+            .columns
+            .names
+            .iter()
+            .take(plan.columns.key_len)
+            .map(|c| d.quote_ident(c))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            columns.join(", "),
+            plan.live.qualified(),
+            key.join(", ")
+        );
         let context = format!("reading the rows of {}", plan.label());
         let sql = AssertSqlSafe(sql);
         let cells: Vec<Vec<Value>> = match &self.pool {
             Pool::Postgres(pool) => {
-                let rows = sqlx::query(sql).fetch_all(pool).await.map_err(DbError::sql(&context))?;
+                let rows = sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(DbError::sql(&context))?;
                 rows.iter()
                     .map(|row| {
                         (0..columns.len())
                             .map(|i| {
                                 let text: Option<String> = row.try_get(i)?;
-                                Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+                                Ok(text
+                                    .and_then(|t| serde_json::from_str(&t).ok())
+                                    .unwrap_or(Value::Null))
                             })
                             .collect::<Result<Vec<_>, sqlx::Error>>()
                     })
@@ -104,15 +129,30 @@ impl Db {
                     .map_err(DbError::sql(&context))?
             }
             Pool::Mysql(pool) => {
-                let rows = sqlx::query(sql).fetch_all(pool).await.map_err(DbError::sql(&context))?;
-                rows.iter().map(|row| decode_bound_row(&plan.schema, |i, ty| mysql_cell(row, i, ty))).collect::<Result<_, _>>().map_err(DbError::sql(&context))?
+                let rows = sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(DbError::sql(&context))?;
+                rows.iter()
+                    .map(|row| decode_bound_row(&plan.schema, |i, ty| mysql_cell(row, i, ty)))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::sql(&context))?
             }
             Pool::Sqlite(pool) => {
-                let rows = sqlx::query(sql).fetch_all(pool).await.map_err(DbError::sql(&context))?;
-                rows.iter().map(|row| decode_bound_row(&plan.schema, |i, ty| sqlite_cell(row, i, ty))).collect::<Result<_, _>>().map_err(DbError::sql(&context))?
+                let rows = sqlx::query(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(DbError::sql(&context))?;
+                rows.iter()
+                    .map(|row| decode_bound_row(&plan.schema, |i, ty| sqlite_cell(row, i, ty)))
+                    .collect::<Result<_, _>>()
+                    .map_err(DbError::sql(&context))?
             }
         };
-        Ok(cells.into_iter().map(|row| record_json(&plan.schema, row)).collect())
+        Ok(cells
+            .into_iter()
+            .map(|row| record_json(&plan.schema, row))
+            .collect())
     }
 }
 
@@ -122,7 +162,9 @@ fn select_expression(dialect: Dialect, ty: &ColumnType, column: &str) -> String 
         // to_json renders every type (enums, inet, arrays, jsonb, timestamps) as JSON text.
         Dialect::Postgres => format!("to_json({column})::text"),
         Dialect::Mysql => match ty {
-            ColumnType::Json | ColumnType::Array { .. } | ColumnType::Enum { .. } => format!("CAST({column} AS CHAR)"),
+            ColumnType::Json | ColumnType::Array { .. } | ColumnType::Enum { .. } => {
+                format!("CAST({column} AS CHAR)")
+            }
             _ => column.to_owned(),
         },
         Dialect::Sqlite => column.to_owned(),
@@ -133,15 +175,31 @@ fn decode_bound_row(
     schema: &TableSchema,
     mut cell: impl FnMut(usize, &ColumnType) -> Result<Value, sqlx::Error>,
 ) -> Result<Vec<Value>, sqlx::Error> {
-    schema.columns.iter().enumerate().map(|(i, c)| cell(i, &c.ty)).collect()
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cell(i, &c.ty))
+        .collect()
 }
 
-fn mysql_cell(row: &sqlx::mysql::MySqlRow, i: usize, ty: &ColumnType) -> Result<Value, sqlx::Error> {
+fn mysql_cell(
+    row: &sqlx::mysql::MySqlRow,
+    i: usize,
+    ty: &ColumnType,
+) -> Result<Value, sqlx::Error> {
     Ok(match ty {
-        ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt | ColumnType::IntEnum { .. } => {
-            row.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null)
-        }
-        ColumnType::Boolean => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool).unwrap_or(Value::Null),
+        ColumnType::SmallInt
+        | ColumnType::Int
+        | ColumnType::BigInt
+        | ColumnType::IntEnum { .. } => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        ColumnType::Boolean => row
+            .try_get::<Option<bool>, _>(i)?
+            .map(Value::Bool)
+            .unwrap_or(Value::Null),
         ColumnType::Double => float_json(row.try_get::<Option<f64>, _>(i)?),
         ColumnType::Timestamp => timestamp_json(row.try_get::<Option<NaiveDateTime>, _>(i)?),
         ColumnType::Date => date_json(row.try_get::<Option<NaiveDate>, _>(i)?),
@@ -154,12 +212,23 @@ fn mysql_cell(row: &sqlx::mysql::MySqlRow, i: usize, ty: &ColumnType) -> Result<
     })
 }
 
-fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize, ty: &ColumnType) -> Result<Value, sqlx::Error> {
+fn sqlite_cell(
+    row: &sqlx::sqlite::SqliteRow,
+    i: usize,
+    ty: &ColumnType,
+) -> Result<Value, sqlx::Error> {
     Ok(match ty {
-        ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt | ColumnType::IntEnum { .. } => {
-            row.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null)
-        }
-        ColumnType::Boolean => row.try_get::<Option<i64>, _>(i)?.map(|b| Value::Bool(b != 0)).unwrap_or(Value::Null),
+        ColumnType::SmallInt
+        | ColumnType::Int
+        | ColumnType::BigInt
+        | ColumnType::IntEnum { .. } => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        ColumnType::Boolean => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(|b| Value::Bool(b != 0))
+            .unwrap_or(Value::Null),
         ColumnType::Double => float_json(row.try_get::<Option<f64>, _>(i)?),
         _ => text_json(ty, row.try_get::<Option<String>, _>(i)?),
     })
@@ -168,16 +237,20 @@ fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize, ty: &ColumnType) -> Resu
 fn float_json(f: Option<f64>) -> Value {
     match f {
         None => Value::Null,
-        Some(f) => Number::from_f64(f).map(Value::Number).unwrap_or_else(|| Value::String(f.to_string())),
+        Some(f) => Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
     }
 }
 
 fn timestamp_json(t: Option<NaiveDateTime>) -> Value {
-    t.map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())).unwrap_or(Value::Null)
+    t.map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()))
+        .unwrap_or(Value::Null)
 }
 
 fn date_json(d: Option<NaiveDate>) -> Value {
-    d.map(|d| Value::String(d.format("%Y-%m-%d").to_string())).unwrap_or(Value::Null)
+    d.map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
+        .unwrap_or(Value::Null)
 }
 
 /// A value stored as text (SQLite for most types, MySQL for text-like ones) in canonical form.
@@ -199,14 +272,23 @@ pub fn canonical(ty: &ColumnType, value: Value) -> Value {
                 Err(_) => Value::String(s),
             }
         }
-        (ColumnType::Uuid, Value::String(s)) => {
-            Value::String(uuid::Uuid::parse_str(&s).map(|u| u.hyphenated().to_string()).unwrap_or(s))
-        }
+        (ColumnType::Uuid, Value::String(s)) => Value::String(
+            uuid::Uuid::parse_str(&s)
+                .map(|u| u.hyphenated().to_string())
+                .unwrap_or(s),
+        ),
         (ColumnType::IpAddress, Value::String(s)) => {
             let address = s.split('/').next().unwrap_or(&s);
-            Value::String(address.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or(s))
+            Value::String(
+                address
+                    .parse::<IpAddr>()
+                    .map(|ip| ip.to_string())
+                    .unwrap_or(s),
+            )
         }
-        (ColumnType::Json | ColumnType::Array { .. }, Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        (ColumnType::Json | ColumnType::Array { .. }, Value::String(s)) => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
         (ColumnType::Array { item }, Value::Array(items)) => {
             Value::Array(items.into_iter().map(|v| canonical(item, v)).collect())
         }
@@ -224,7 +306,11 @@ fn record_json(schema: &TableSchema, values: Vec<Value>) -> Value {
         if cell.is_null() {
             continue;
         }
-        if column.key { key.insert(column.name.clone(), cell) } else { value.insert(column.name.clone(), cell) };
+        if column.key {
+            key.insert(column.name.clone(), cell)
+        } else {
+            value.insert(column.name.clone(), cell)
+        };
     }
     serde_json::json!({ "key": key, "value": value })
 }
@@ -234,7 +320,13 @@ pub fn canonical_record(schema: &TableSchema, record: &Value) -> Value {
     let mut values = Vec::with_capacity(schema.columns.len());
     for column in &schema.columns {
         let section = if column.key { "key" } else { "value" };
-        values.push(record.get(section).and_then(|s| s.get(&column.name)).cloned().unwrap_or(Value::Null));
+        values.push(
+            record
+                .get(section)
+                .and_then(|s| s.get(&column.name))
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
     }
     record_json(schema, values)
 }

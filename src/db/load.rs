@@ -22,7 +22,9 @@ use sqlx::{Arguments, AssertSqlSafe};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::control::{PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, write_sync_state};
+use super::control::{
+    PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, write_sync_state,
+};
 use super::plan::{Row, TablePlan};
 use super::query::{Kind, Tx};
 use super::value::{Cell, write_copy_row};
@@ -64,7 +66,7 @@ enum Msg {
     Rows(Vec<Row>),
     Changes(Vec<Change>),
     Rejects(Vec<Reject>),
-    Commit(Commit, oneshot::Sender<()>),
+    Commit(Box<Commit>, oneshot::Sender<()>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,20 +95,45 @@ const REJECT_FLUSH: usize = 1_000;
 impl Db {
     /// Starts loading a snapshot of `plan` into a fresh staging table. With `repeated_keys`, a key
     /// may appear several times and the last one wins.
-    pub async fn begin_snapshot(&self, plan: Arc<TablePlan>, run_id: i64, repeated_keys: bool) -> Result<SnapshotLoad, DbError> {
-        self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys }).await
+    pub async fn begin_snapshot(
+        &self,
+        plan: Arc<TablePlan>,
+        run_id: i64,
+        repeated_keys: bool,
+    ) -> Result<SnapshotLoad, DbError> {
+        self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys })
+            .await
     }
 
     /// Starts loading a change set into the live table.
-    pub async fn begin_incremental(&self, plan: Arc<TablePlan>, run_id: i64) -> Result<IncrementalLoad, DbError> {
+    pub async fn begin_incremental(
+        &self,
+        plan: Arc<TablePlan>,
+        run_id: i64,
+    ) -> Result<IncrementalLoad, DbError> {
         self.begin_load(plan, run_id, LoadKind::Incremental).await
     }
 
-    async fn begin_load(&self, plan: Arc<TablePlan>, run_id: i64, kind: LoadKind) -> Result<Load, DbError> {
+    async fn begin_load(
+        &self,
+        plan: Arc<TablePlan>,
+        run_id: i64,
+        kind: LoadKind,
+    ) -> Result<Load, DbError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
-        let writer = Writer { db: self.clone(), plan, run_id, kind, receiver, stats: LoadStats::default() };
+        let writer = Writer {
+            db: self.clone(),
+            plan,
+            run_id,
+            kind,
+            receiver,
+            stats: LoadStats::default(),
+        };
         let task = tokio::spawn(writer.run());
-        Ok(Load { sender: Some(sender), task: Some(task) })
+        Ok(Load {
+            sender: Some(sender),
+            task: Some(task),
+        })
     }
 
     /// Finishes a MySQL snapshot swap that a crash interrupted (see the module docs). A no-op when
@@ -118,10 +145,17 @@ impl Db {
         let Some(pending) = self.pending_swap(namespace, table).await? else {
             return Ok(());
         };
-        let value: serde_json::Value = serde_json::from_str(&pending.schema_description)
-            .map_err(|e| DbError::Inconsistent(format!("pending swap of {namespace}.{table} has an unreadable schema: {e}")))?;
-        let schema = TableSchema::from_json_schema(namespace, table, pending.schema_version, &value)
-            .map_err(|e| DbError::Inconsistent(format!("pending swap of {namespace}.{table}: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&pending.schema_description).map_err(|e| {
+                DbError::Inconsistent(format!(
+                    "pending swap of {namespace}.{table} has an unreadable schema: {e}"
+                ))
+            })?;
+        let schema =
+            TableSchema::from_json_schema(namespace, table, pending.schema_version, &value)
+                .map_err(|e| {
+                    DbError::Inconsistent(format!("pending swap of {namespace}.{table}: {e}"))
+                })?;
         let plan = TablePlan::new(Dialect::Mysql, schema);
         tracing::info!(table = %plan.label(), run_id = pending.run_id, "finishing an interrupted snapshot swap");
         self.mysql_swap(&plan, &pending).await
@@ -134,11 +168,20 @@ impl Db {
         if staging_exists {
             // A retired copy left by an earlier crash would block the rename.
             let retired = format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified());
-            self.execute_one(&retired, "dropping the replaced table").await?;
+            self.execute_one(&retired, "dropping the replaced table")
+                .await?;
             let live_exists = self.table_exists(&plan.live).await?;
-            let statements = Dialect::Mysql.swap_in(None, &plan.schema, &plan.staging, &plan.live, live_exists, &self.ddl);
+            let statements = Dialect::Mysql.swap_in(
+                None,
+                &plan.schema,
+                &plan.staging,
+                &plan.live,
+                live_exists,
+                &self.ddl,
+            );
             // The rename (first statement) is atomic; the drop of the old copy may be repeated.
-            self.execute_statements(&statements, "swapping the snapshot in").await?;
+            self.execute_statements(&statements, "swapping the snapshot in")
+                .await?;
         }
         let mut tx = self.begin().await?;
         write_sync_state(&mut tx, plan, pending.watermark, pending.rows).await?;
@@ -149,24 +192,42 @@ impl Db {
             ..RunResult::default()
         };
         finish_run(&mut tx, pending.run_id, RunOutcome::Success, &result, None).await?;
-        tx.commit().await.map_err(DbError::sql("committing the snapshot"))?;
+        tx.commit()
+            .await
+            .map_err(DbError::sql("committing the snapshot"))?;
         // A crash before this drop leaves a retired copy that the next swap drops.
-        self.execute_one(&format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()), "dropping the replaced table").await
+        self.execute_one(
+            &format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()),
+            "dropping the replaced table",
+        )
+        .await
     }
 
     /// Runs schema statements: consecutive statements that may share a transaction run in one
     /// (atomic on PostgreSQL and SQLite), the others on their own.
-    pub async fn apply_statements(&self, statements: &[Statement], context: &str) -> Result<(), DbError> {
+    pub async fn apply_statements(
+        &self,
+        statements: &[Statement],
+        context: &str,
+    ) -> Result<(), DbError> {
         let _writer = self.sqlite_guard().await;
         let mut group: Vec<&Statement> = Vec::new();
-        for statement in statements.iter().chain(std::iter::once(&Statement { sql: String::new(), own_transaction: true })) {
+        for statement in statements.iter().chain(std::iter::once(&Statement {
+            sql: String::new(),
+            own_transaction: true,
+        })) {
             if statement.own_transaction || self.dialect() == Dialect::Mysql {
                 if !group.is_empty() {
                     let mut tx = self.begin().await?;
                     for s in group.drain(..) {
-                        tx.execute_raw(&s.sql).await.map_err(DbError::sql(format!("{context}: {}", super::first_line(&s.sql))))?;
+                        tx.execute_raw(&s.sql).await.map_err(DbError::sql(format!(
+                            "{context}: {}",
+                            super::first_line(&s.sql)
+                        )))?;
                     }
-                    tx.commit().await.map_err(DbError::sql(context.to_owned()))?;
+                    tx.commit()
+                        .await
+                        .map_err(DbError::sql(context.to_owned()))?;
                 }
                 if !statement.sql.is_empty() {
                     self.execute_one(&statement.sql, context).await?;
@@ -209,7 +270,7 @@ impl Load {
     /// Applies everything sent and commits it together with the control rows.
     pub async fn commit(mut self, commit: Commit) -> Result<LoadStats, DbError> {
         let (done, _wait) = oneshot::channel();
-        let sent = self.send(Msg::Commit(commit, done)).await;
+        let sent = self.send(Msg::Commit(Box::new(commit), done)).await;
         self.sender = None;
         let result = self.join().await;
         sent.and(result)
@@ -224,12 +285,18 @@ impl Load {
         }
         // The writer stopped: its error says why.
         self.sender = None;
-        self.join().await.and(Err(DbError::Inconsistent("the database writer stopped".into())))
+        self.join().await.and(Err(DbError::Inconsistent(
+            "the database writer stopped".into(),
+        )))
     }
 
     async fn join(&mut self) -> Result<LoadStats, DbError> {
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| Err(DbError::Inconsistent(format!("the database writer failed: {e}")))),
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(DbError::Inconsistent(format!(
+                    "the database writer failed: {e}"
+                )))
+            }),
             None => Err(DbError::Inconsistent("the load has already ended".into())),
         }
     }
@@ -280,14 +347,23 @@ impl Writer {
         // delete flag when later lines must win over earlier ones.
         let (copy_target, with_seq) = match self.kind {
             LoadKind::Snapshot { repeated_keys } => {
-                let mut statements = Dialect::Postgres.drop_table(Some(&plan.schema), &plan.staging, &self.db.ddl);
-                statements.extend(Dialect::Postgres.create_table(&plan.schema, &plan.staging, &self.db.ddl));
+                let mut statements =
+                    Dialect::Postgres.drop_table(Some(&plan.schema), &plan.staging, &self.db.ddl);
+                statements.extend(Dialect::Postgres.create_table(
+                    &plan.schema,
+                    &plan.staging,
+                    &self.db.ddl,
+                ));
                 for s in &statements {
-                    tx.execute_raw(&s.sql).await.map_err(self.tx_err("creating the staging table"))?;
+                    tx.execute_raw(&s.sql)
+                        .await
+                        .map_err(self.tx_err("creating the staging table"))?;
                 }
                 if repeated_keys {
                     for s in sql::pg_create_change_table(change_table, &plan.staging) {
-                        tx.execute_raw(&s).await.map_err(self.tx_err("creating the change table"))?;
+                        tx.execute_raw(&s)
+                            .await
+                            .map_err(self.tx_err("creating the change table"))?;
                     }
                     (Dialect::Postgres.quote_ident(change_table), true)
                 } else {
@@ -296,12 +372,19 @@ impl Writer {
             }
             LoadKind::Incremental => {
                 for s in sql::pg_create_change_table(change_table, &plan.live) {
-                    tx.execute_raw(&s).await.map_err(self.tx_err("creating the change table"))?;
+                    tx.execute_raw(&s)
+                        .await
+                        .map_err(self.tx_err("creating the change table"))?;
                 }
                 (Dialect::Postgres.quote_ident(change_table), true)
             }
         };
-        let mut columns: Vec<String> = plan.columns.names.iter().map(|c| Dialect::Postgres.quote_ident(c)).collect();
+        let mut columns: Vec<String> = plan
+            .columns
+            .names
+            .iter()
+            .map(|c| Dialect::Postgres.quote_ident(c))
+            .collect();
         if with_seq {
             columns.push(Dialect::Postgres.quote_ident(sql::SEQ_COLUMN));
             columns.push(Dialect::Postgres.quote_ident(sql::DELETE_COLUMN));
@@ -314,7 +397,10 @@ impl Writer {
         // COPY occupies the connection: it is interrupted (finished and started again) whenever
         // enough rejects have gathered to be written.
         let (commit, done) = loop {
-            let mut copy = tx.copy_in(&copy_sql).await.map_err(self.tx_err("starting COPY"))?;
+            let mut copy = tx
+                .copy_in(&copy_sql)
+                .await
+                .map_err(self.tx_err("starting COPY"))?;
             let end = loop {
                 let Some(msg) = self.receiver.recv().await else {
                     let _ = copy.abort("dapsync abandoned the load").await;
@@ -325,7 +411,10 @@ impl Writer {
                         for row in &rows {
                             if with_seq {
                                 seq += 1;
-                                write_copy_row(row.iter().chain([&Cell::Int(seq), &Cell::Bool(false)]), &mut buffer);
+                                write_copy_row(
+                                    row.iter().chain([&Cell::Int(seq), &Cell::Bool(false)]),
+                                    &mut buffer,
+                                );
                             } else {
                                 write_copy_row(row, &mut buffer);
                             }
@@ -336,8 +425,14 @@ impl Writer {
                         for change in &changes {
                             seq += 1;
                             let padding = width.saturating_sub(change.row.len());
-                            let cells = change.row.iter().chain(std::iter::repeat_n(&Cell::Null, padding));
-                            write_copy_row(cells.chain([&Cell::Int(seq), &Cell::Bool(change.delete)]), &mut buffer);
+                            let cells = change
+                                .row
+                                .iter()
+                                .chain(std::iter::repeat_n(&Cell::Null, padding));
+                            write_copy_row(
+                                cells.chain([&Cell::Int(seq), &Cell::Bool(change.delete)]),
+                                &mut buffer,
+                            );
                         }
                     }
                     Msg::Rejects(more) => {
@@ -347,14 +442,18 @@ impl Writer {
                     Msg::Commit(commit, done) => break Some((commit, done)),
                 }
                 if buffer.len() >= COPY_CHUNK {
-                    copy.send(std::mem::take(&mut buffer)).await.map_err(self.tx_err("sending COPY data"))?;
+                    copy.send(std::mem::take(&mut buffer))
+                        .await
+                        .map_err(self.tx_err("sending COPY data"))?;
                     buffer.reserve(COPY_CHUNK + (64 << 10));
                 }
                 if rejects.len() >= REJECT_FLUSH {
                     break None;
                 }
             };
-            copy.send(std::mem::take(&mut buffer)).await.map_err(self.tx_err("sending COPY data"))?;
+            copy.send(std::mem::take(&mut buffer))
+                .await
+                .map_err(self.tx_err("sending COPY data"))?;
             copy.finish().await.map_err(self.tx_err("finishing COPY"))?;
             insert_rejects(&mut tx, self.run_id, &plan, &std::mem::take(&mut rejects)).await?;
             if let Some(end) = end {
@@ -365,15 +464,25 @@ impl Writer {
             LoadKind::Snapshot { repeated_keys } => {
                 if repeated_keys {
                     let insert = sql::pg_insert_latest(change_table, &plan.staging, &plan.columns);
-                    let inserted = tx.execute(&insert, &[]).await.map_err(self.tx_err("keeping the last of repeated keys"))?;
+                    let inserted = tx
+                        .execute(&insert, &[])
+                        .await
+                        .map_err(self.tx_err("keeping the last of repeated keys"))?;
                     self.stats.upserted = inserted as i64;
                 }
                 self.swap_in(&mut tx, &commit).await?;
             }
             LoadKind::Incremental => {
-                let [upsert, delete] = sql::pg_apply_changes(change_table, &plan.live, &plan.columns);
-                self.stats.upserted = tx.execute(&upsert, &[]).await.map_err(self.tx_err("applying upserts"))? as i64;
-                self.stats.deleted = tx.execute(&delete, &[]).await.map_err(self.tx_err("applying deletes"))? as i64;
+                let [upsert, delete] =
+                    sql::pg_apply_changes(change_table, &plan.live, &plan.columns);
+                self.stats.upserted =
+                    tx.execute(&upsert, &[])
+                        .await
+                        .map_err(self.tx_err("applying upserts"))? as i64;
+                self.stats.deleted =
+                    tx.execute(&delete, &[])
+                        .await
+                        .map_err(self.tx_err("applying deletes"))? as i64;
             }
         }
         crate::failpoint::hit("load.before_commit");
@@ -387,10 +496,18 @@ impl Writer {
         let plan = &self.plan;
         let dialect = tx.dialect();
         let live_exists = !table_columns_tx(tx, &plan.live).await?.is_empty();
-        let statements =
-            dialect.swap_in(commit.replaced_schema.as_ref(), &plan.schema, &plan.staging, &plan.live, live_exists, &self.db.ddl);
+        let statements = dialect.swap_in(
+            commit.replaced_schema.as_ref(),
+            &plan.schema,
+            &plan.staging,
+            &plan.live,
+            live_exists,
+            &self.db.ddl,
+        );
         for statement in &statements {
-            tx.execute_raw(&statement.sql).await.map_err(self.tx_err("swapping the snapshot in"))?;
+            tx.execute_raw(&statement.sql)
+                .await
+                .map_err(self.tx_err("swapping the snapshot in"))?;
         }
         Ok(())
     }
@@ -429,44 +546,83 @@ impl Writer {
         // SQLite: one writer at a time in this process, for the whole load.
         let _writer = db.sqlite_guard().await;
         let snapshot = matches!(self.kind, LoadKind::Snapshot { .. });
-        let target = if snapshot { plan.staging.clone() } else { plan.live.clone() };
+        let target = if snapshot {
+            plan.staging.clone()
+        } else {
+            plan.live.clone()
+        };
         // SQLite keeps the whole load in one transaction (its DDL is transactional). MySQL keeps a
         // change set in one transaction; a snapshot goes into the staging table in transactions
         // of one batch each, invisible until the swap.
         let mut tx = if snapshot && dialect == Dialect::Mysql {
             let mut statements = dialect.drop_table(Some(&plan.schema), &plan.staging, &db.ddl);
-            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()), own_transaction: true });
+            statements.push(Statement {
+                sql: format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified()),
+                own_transaction: true,
+            });
             statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
-            db.execute_statements(&statements, "creating the staging table").await?;
+            db.execute_statements(&statements, "creating the staging table")
+                .await?;
             db.begin().await?
         } else if snapshot {
             let mut tx = db.begin().await?;
             let mut statements = dialect.drop_table(Some(&plan.schema), &plan.staging, &db.ddl);
             statements.extend(dialect.create_table(&plan.schema, &plan.staging, &db.ddl));
             for statement in &statements {
-                tx.execute_raw(&statement.sql).await.map_err(self.tx_err("creating the staging table"))?;
+                tx.execute_raw(&statement.sql)
+                    .await
+                    .map_err(self.tx_err("creating the staging table"))?;
             }
             tx
         } else {
             db.begin().await?
         };
-        let max_vars = if dialect == Dialect::Mysql { 65_535 } else { 32_766 };
+        let max_vars = if dialect == Dialect::Mysql {
+            65_535
+        } else {
+            32_766
+        };
         let (commit, done) = loop {
-            let Some(msg) = self.receiver.recv().await else { return Err(aborted()) };
+            let Some(msg) = self.receiver.recv().await else {
+                return Err(aborted());
+            };
             match msg {
                 Msg::Rows(rows) => {
                     self.stats.upserted += rows.len() as i64;
-                    write_rows(&mut tx, &target, &plan.columns, rows, max_vars, db.max_packet).await.map_err(self.tx_err("inserting rows"))?;
+                    write_rows(
+                        &mut tx,
+                        &target,
+                        &plan.columns,
+                        rows,
+                        max_vars,
+                        db.max_packet,
+                    )
+                    .await
+                    .map_err(self.tx_err("inserting rows"))?;
                     if dialect == Dialect::Mysql {
-                        tx.commit().await.map_err(self.tx_err("committing a batch"))?;
+                        tx.commit()
+                            .await
+                            .map_err(self.tx_err("committing a batch"))?;
                         tx = db.begin().await?;
                     }
                 }
                 Msg::Changes(changes) => {
                     let (upserts, deletes) = last_change_per_key(&plan, changes);
                     self.stats.upserted += upserts.len() as i64;
-                    write_rows(&mut tx, &target, &plan.columns, upserts, max_vars, db.max_packet).await.map_err(self.tx_err("upserting rows"))?;
-                    self.stats.deleted += delete_rows(&mut tx, &target, &plan.columns, deletes, max_vars).await.map_err(self.tx_err("deleting rows"))?;
+                    write_rows(
+                        &mut tx,
+                        &target,
+                        &plan.columns,
+                        upserts,
+                        max_vars,
+                        db.max_packet,
+                    )
+                    .await
+                    .map_err(self.tx_err("upserting rows"))?;
+                    self.stats.deleted +=
+                        delete_rows(&mut tx, &target, &plan.columns, deletes, max_vars)
+                            .await
+                            .map_err(self.tx_err("deleting rows"))?;
                 }
                 Msg::Rejects(rejects) => {
                     self.stats.rejected += rejects.len() as i64;
@@ -478,8 +634,17 @@ impl Writer {
         crate::failpoint::hit("load.before_commit");
         match (self.kind, dialect) {
             (LoadKind::Snapshot { .. }, Dialect::Mysql) => {
-                tx.commit().await.map_err(self.tx_err("committing the last batch"))?;
-                let counted = db.fetch(&sql::count_rows(&plan.staging), &[], &[Kind::Int], "counting rows").await?;
+                tx.commit()
+                    .await
+                    .map_err(self.tx_err("committing the last batch"))?;
+                let counted = db
+                    .fetch(
+                        &sql::count_rows(&plan.staging),
+                        &[],
+                        &[Kind::Int],
+                        "counting rows",
+                    )
+                    .await?;
                 let rows = counted.first().and_then(|r| r[0].int()).unwrap_or_default();
                 let pending = PendingSwap {
                     run_id: self.run_id,
@@ -535,7 +700,14 @@ fn cell_size(cell: &Cell) -> usize {
 }
 
 /// Multi-row upserts, as many rows per statement as the placeholder limit and packet size allow.
-async fn write_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, rows: Vec<Row>, max_vars: usize, max_packet: usize) -> Result<(), sqlx::Error> {
+async fn write_rows(
+    tx: &mut Tx,
+    target: &TableNames,
+    columns: &LoadColumns,
+    rows: Vec<Row>,
+    max_vars: usize,
+    max_packet: usize,
+) -> Result<(), sqlx::Error> {
     let width = columns.names.len().max(1);
     let max_rows = (max_vars / width).clamp(1, 1_000);
     let byte_budget = max_packet / 2;
@@ -556,7 +728,13 @@ async fn write_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, row
 }
 
 /// Batched deletes by key; returns the rows deleted.
-async fn delete_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, keys: Vec<Row>, max_vars: usize) -> Result<i64, sqlx::Error> {
+async fn delete_rows(
+    tx: &mut Tx,
+    target: &TableNames,
+    columns: &LoadColumns,
+    keys: Vec<Row>,
+    max_vars: usize,
+) -> Result<i64, sqlx::Error> {
     let per_statement = (max_vars / columns.key_len.max(1)).clamp(1, 1_000);
     let mut deleted = 0;
     for chunk in keys.chunks(per_statement) {
@@ -567,7 +745,11 @@ async fn delete_rows(tx: &mut Tx, target: &TableNames, columns: &LoadColumns, ke
 }
 
 /// Runs a statement with cells as bind parameters.
-async fn execute_bound(tx: &mut Tx, sql: &str, cells: impl Iterator<Item = Cell>) -> Result<u64, sqlx::Error> {
+async fn execute_bound(
+    tx: &mut Tx,
+    sql: &str,
+    cells: impl Iterator<Item = Cell>,
+) -> Result<u64, sqlx::Error> {
     let sql = AssertSqlSafe(sql.to_owned());
     match tx {
         Tx::Mysql(tx) => {
@@ -575,14 +757,20 @@ async fn execute_bound(tx: &mut Tx, sql: &str, cells: impl Iterator<Item = Cell>
             for cell in cells {
                 bind_mysql(&mut args, cell).map_err(sqlx::Error::Encode)?;
             }
-            Ok(sqlx::query_with(sql, args).execute(&mut **tx).await?.rows_affected())
+            Ok(sqlx::query_with(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
         }
         Tx::Sqlite(tx) => {
             let mut args = SqliteArguments::default();
             for cell in cells {
                 bind_sqlite(&mut args, cell).map_err(sqlx::Error::Encode)?;
             }
-            Ok(sqlx::query_with(sql, args).execute(&mut **tx).await?.rows_affected())
+            Ok(sqlx::query_with(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
         }
         Tx::Postgres(_) => unreachable!("PostgreSQL loads with COPY"),
     }
@@ -611,7 +799,9 @@ fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
         Cell::Float(f) => args.add(f),
         Cell::Bool(b) => args.add(i64::from(b)),
         Cell::Text(t) | Cell::Json(t) => args.add(t),
-        other @ (Cell::Timestamp(_) | Cell::Date(_) | Cell::Uuid(_)) => args.add(other.sqlite_text()),
+        other @ (Cell::Timestamp(_) | Cell::Date(_) | Cell::Uuid(_)) => {
+            args.add(other.sqlite_text())
+        }
         Cell::Array(_) => Err("arrays are stored as JSON on SQLite".into()),
     }
 }
@@ -619,23 +809,35 @@ fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
 /// The columns of a table seen from inside a transaction (empty if it does not exist).
 async fn table_columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
     let (sql, args) = super::inspect::columns_query(names);
-    let rows = tx.fetch(&sql, &args, &super::inspect::COLUMN_KINDS).await.map_err(DbError::sql("reading table columns"))?;
+    let rows = tx
+        .fetch(&sql, &args, &super::inspect::COLUMN_KINDS)
+        .await
+        .map_err(DbError::sql("reading table columns"))?;
     Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
 }
 
 impl Db {
     /// Drops a replicated table (and its enum types, staging leftovers) and forgets its control
     /// rows. `schema` (from `table_sync`) names the enum types to drop on PostgreSQL.
-    pub async fn drop_replica(&self, namespace: &str, table: &str, schema: Option<&TableSchema>) -> Result<(), DbError> {
+    pub async fn drop_replica(
+        &self,
+        namespace: &str,
+        table: &str,
+        schema: Option<&TableSchema>,
+    ) -> Result<(), DbError> {
         let d = self.dialect();
         let live = TableNames::live(d, namespace, table);
         let staging = TableNames::staging(d, namespace, table);
         let mut statements = d.drop_table(schema, &live, &self.ddl);
         statements.extend(d.drop_table(schema, &staging, &self.ddl));
         if d == Dialect::Mysql {
-            statements.push(Statement { sql: format!("DROP TABLE IF EXISTS {}", live.retired().qualified()), own_transaction: true });
+            statements.push(Statement {
+                sql: format!("DROP TABLE IF EXISTS {}", live.retired().qualified()),
+                own_transaction: true,
+            });
         }
-        self.apply_statements(&statements, &format!("dropping {namespace}.{table}")).await?;
+        self.apply_statements(&statements, &format!("dropping {namespace}.{table}"))
+            .await?;
         self.forget_table(namespace, table).await
     }
 }

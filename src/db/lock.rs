@@ -30,12 +30,18 @@ enum Held {
 
 /// A stable 64-bit FNV-1a hash.
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Db {
     /// Takes the lock of a table if nobody holds it; `None` if another run holds it.
-    pub async fn try_lock_table(&self, namespace: &str, table: &str) -> Result<Option<TableLock>, DbError> {
+    pub async fn try_lock_table(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<Option<TableLock>, DbError> {
         let name = format!("dapsync:{namespace}.{table}");
         let context = format!("locking {namespace}.{table}");
         let held = match &self.pool {
@@ -52,7 +58,11 @@ impl Db {
             Pool::Mysql(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;
                 // Lock names are limited to 64 characters.
-                let lock_name = if name.len() > 64 { format!("dapsync:{:016x}", fnv1a(&name)) } else { name };
+                let lock_name = if name.len() > 64 {
+                    format!("dapsync:{:016x}", fnv1a(&name))
+                } else {
+                    name
+                };
                 let (locked,): (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK(?, 0)")
                     .bind(&lock_name)
                     .fetch_one(&mut *conn)
@@ -65,7 +75,10 @@ impl Db {
                     let mut dir = path.clone().into_os_string();
                     dir.push(".locks");
                     let dir = PathBuf::from(dir);
-                    let io = |source| DbError::Io { context: context.clone(), source };
+                    let io = |source| DbError::Io {
+                        context: context.clone(),
+                        source,
+                    };
                     std::fs::create_dir_all(&dir).map_err(io)?;
                     let file = File::options()
                         .create(true)
@@ -81,7 +94,10 @@ impl Db {
                 }
                 None => {
                     let locks = self.memory_locks.clone();
-                    let inserted = locks.lock().map(|mut set| set.insert(name.clone())).unwrap_or(false);
+                    let inserted = locks
+                        .lock()
+                        .map(|mut set| set.insert(name.clone()))
+                        .unwrap_or(false);
                     inserted.then_some(Held::Memory(locks, name))
                 }
             },
@@ -93,17 +109,25 @@ impl Db {
 impl TableLock {
     /// Releases the lock and returns its connection to the pool.
     pub async fn release(mut self) {
-        let Some(held) = self.inner.take() else { return };
+        let Some(held) = self.inner.take() else {
+            return;
+        };
         let released = match held {
             Held::Postgres(mut conn, key) => {
-                let result = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *conn).await;
+                let result = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await;
                 if result.is_err() {
                     conn.close_on_drop();
                 }
                 result.map(drop)
             }
             Held::Mysql(mut conn, name) => {
-                let result = sqlx::query("SELECT RELEASE_LOCK(?)").bind(name).execute(&mut *conn).await;
+                let result = sqlx::query("SELECT RELEASE_LOCK(?)")
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await;
                 if result.is_err() {
                     conn.close_on_drop();
                 }

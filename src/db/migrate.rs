@@ -38,7 +38,11 @@ impl Db {
         match &self.pool {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(err("connecting"))?;
-                sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_LOCK_KEY).execute(&mut *conn).await.map_err(err("locking"))?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(PG_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err("locking"))?;
                 let result = async {
                     conn.execute(
                         "CREATE SCHEMA IF NOT EXISTS dapsync; \
@@ -66,17 +70,23 @@ impl Db {
                     Ok(())
                 }
                 .await;
-                let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_LOCK_KEY).execute(&mut *conn).await;
+                let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(PG_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await;
                 result.and(unlock.map(drop).map_err(err("unlocking")))
             }
             Pool::Mysql(pool) => {
                 let mut conn = pool.acquire().await.map_err(err("connecting"))?;
-                let locked: (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK('dapsync.migrate', 600)")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(err("locking"))?;
+                let locked: (Option<i64>,) =
+                    sqlx::query_as("SELECT GET_LOCK('dapsync.migrate', 600)")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(err("locking"))?;
                 if locked.0 != Some(1) {
-                    return Err(DbError::Inconsistent("another process holds the migration lock for over 10 minutes".into()));
+                    return Err(DbError::Inconsistent(
+                        "another process holds the migration lock for over 10 minutes".into(),
+                    ));
                 }
                 let result = async {
                     conn.execute(
@@ -106,33 +116,47 @@ impl Db {
                     Ok(())
                 }
                 .await;
-                let unlock = sqlx::query("SELECT RELEASE_LOCK('dapsync.migrate')").execute(&mut *conn).await;
+                let unlock = sqlx::query("SELECT RELEASE_LOCK('dapsync.migrate')")
+                    .execute(&mut *conn)
+                    .await;
                 result.and(unlock.map(drop).map_err(err("unlocking")))
             }
             Pool::Sqlite(pool) => {
                 let _writer = self.sqlite_writer.lock().await;
                 let mut conn = pool.acquire().await.map_err(err("connecting"))?;
                 // One write transaction: SQLite serializes writers, and its DDL is transactional.
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err("locking"))?;
+                let mut tx = conn
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(err("locking"))?;
                 tx.execute(
                     "CREATE TABLE IF NOT EXISTS dapsync__schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
                      applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))",
                 )
                 .await
                 .map_err(err("creating dapsync__schema_migrations"))?;
-                let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM dapsync__schema_migrations")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(err("reading applied migrations"))?;
+                let applied: Vec<(i64,)> =
+                    sqlx::query_as("SELECT version FROM dapsync__schema_migrations")
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(err("reading applied migrations"))?;
                 for migration in pending(SQLITE, &applied) {
-                    tx.execute(AssertSqlSafe(migration.sql)).await.map_err(err(migration.name))?;
-                    sqlx::query("INSERT INTO dapsync__schema_migrations (version, name) VALUES (?, ?)")
-                        .bind(migration.version)
-                        .bind(migration.name)
-                        .execute(&mut *tx)
+                    tx.execute(AssertSqlSafe(migration.sql))
                         .await
                         .map_err(err(migration.name))?;
-                    tracing::info!(version = migration.version, name = migration.name, "migration applied");
+                    sqlx::query(
+                        "INSERT INTO dapsync__schema_migrations (version, name) VALUES (?, ?)",
+                    )
+                    .bind(migration.version)
+                    .bind(migration.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err(migration.name))?;
+                    tracing::info!(
+                        version = migration.version,
+                        name = migration.name,
+                        "migration applied"
+                    );
                 }
                 tx.commit().await.map_err(err("committing"))
             }
@@ -142,7 +166,9 @@ impl Db {
 
 /// The migrations whose version is not among the applied ones.
 fn pending(all: &'static [Migration], applied: &[(i64,)]) -> Vec<&'static Migration> {
-    all.iter().filter(|m| !applied.iter().any(|(v,)| *v == m.version)).collect()
+    all.iter()
+        .filter(|m| !applied.iter().any(|(v,)| *v == m.version))
+        .collect()
 }
 
 /// Splits a migration file into statements at `;` line ends (our files keep `;` out of strings).

@@ -21,7 +21,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
 
-pub use control::{NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus};
+pub use control::{
+    NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus,
+};
 pub use inspect::canonical_record;
 pub use load::{Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad};
 pub use lock::TableLock;
@@ -70,13 +72,18 @@ impl DbError {
             DbError::Inconsistent(_) | DbError::Io { .. } => return false,
         };
         match source {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // PostgreSQL serialization failure / deadlock / admin shutdown; MySQL deadlock and
                 // lock wait timeout; SQLite busy and locked.
-                matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "1213" | "1205" | "5" | "6")
-                    || db.message().contains("Deadlock")
+                matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "1213" | "1205" | "5" | "6"
+                ) || db.message().contains("Deadlock")
             }
             _ => false,
         }
@@ -114,15 +121,26 @@ pub struct Db {
 
 impl Db {
     /// Connects (creating a SQLite file if needed). Does not run migrations.
-    pub async fn connect(url: &DatabaseUrl, max_connections: u32, ddl: DdlOptions) -> Result<Self, DbError> {
-        let dialect = url.dialect().map_err(|e| DbError::Inconsistent(e.to_string()))?;
-        let connect_err = |source| DbError::Connect { url: url.to_string(), source };
+    pub async fn connect(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        ddl: DdlOptions,
+    ) -> Result<Self, DbError> {
+        let dialect = url
+            .dialect()
+            .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+        let connect_err = |source| DbError::Connect {
+            url: url.to_string(),
+            source,
+        };
         let acquire_timeout = Duration::from_secs(60);
         let mut sqlite_path = None;
         let mut max_packet = 4 << 20;
         let pool = match dialect {
             Dialect::Postgres => {
-                let options = PgConnectOptions::from_str(url.expose()).map_err(connect_err)?.application_name("dapsync");
+                let options = PgConnectOptions::from_str(url.expose())
+                    .map_err(connect_err)?
+                    .application_name("dapsync");
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(acquire_timeout)
@@ -133,7 +151,9 @@ impl Db {
             }
             Dialect::Mysql => {
                 let text = url.expose().replacen("mariadb://", "mysql://", 1);
-                let options = MySqlConnectOptions::from_str(&text).map_err(connect_err)?.charset("utf8mb4");
+                let options = MySqlConnectOptions::from_str(&text)
+                    .map_err(connect_err)?
+                    .charset("utf8mb4");
                 let pool = MySqlPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(acquire_timeout)
@@ -149,7 +169,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .map_err(connect_err)?;
-                let packet: (i64,) = sqlx::query_as("SELECT @@max_allowed_packet")
+                let packet: (u64,) = sqlx::query_as("SELECT @@max_allowed_packet")
                     .fetch_one(&pool)
                     .await
                     .map_err(DbError::sql("reading max_allowed_packet"))?;
@@ -164,7 +184,8 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(600));
                 let filename = options.get_filename();
-                if filename != std::path::Path::new(":memory:") && !filename.as_os_str().is_empty() {
+                if filename != std::path::Path::new(":memory:") && !filename.as_os_str().is_empty()
+                {
                     sqlite_path = Some(filename.to_path_buf());
                 }
                 let pool = SqlitePoolOptions::new()
@@ -216,7 +237,11 @@ impl Db {
 
     /// Runs statements in order, each committed on its own (for DDL that must not share a
     /// transaction, and for MySQL where DDL commits anyway).
-    pub async fn execute_statements(&self, statements: &[Statement], context: &str) -> Result<(), DbError> {
+    pub async fn execute_statements(
+        &self,
+        statements: &[Statement],
+        context: &str,
+    ) -> Result<(), DbError> {
         for statement in statements {
             self.execute_one(&statement.sql, context).await?;
         }

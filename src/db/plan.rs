@@ -28,11 +28,25 @@ impl TablePlan {
         let live = TableNames::live(dialect, &schema.namespace, &schema.table);
         let staging = TableNames::staging(dialect, &schema.namespace, &schema.table);
         let columns = LoadColumns {
-            names: schema.columns.iter().map(|c| live.column(&c.name)).collect(),
+            names: schema
+                .columns
+                .iter()
+                .map(|c| live.column(&c.name))
+                .collect(),
             key_len: schema.columns.iter().filter(|c| c.key).count(),
         };
-        let codecs = schema.columns.iter().map(|c| ColumnCodec::new(c.ty.clone(), c.nullable, dialect)).collect();
-        Self { schema, live, staging, columns, codecs }
+        let codecs = schema
+            .columns
+            .iter()
+            .map(|c| ColumnCodec::new(c.ty.clone(), c.nullable, dialect))
+            .collect();
+        Self {
+            schema,
+            live,
+            staging,
+            columns,
+            codecs,
+        }
     }
 
     /// The dialect this plan was made for.
@@ -53,7 +67,9 @@ impl TablePlan {
         let mut row = Vec::with_capacity(self.codecs.len());
         for (i, (column, codec)) in self.schema.columns.iter().zip(&self.codecs).enumerate() {
             let source = if i < key_len { &mut key } else { &mut value };
-            let cell = codec.convert(source.remove(&column.name)).map_err(|e| format!("column `{}` {e}", column.name))?;
+            let cell = codec
+                .convert(source.remove(&column.name))
+                .map_err(|e| format!("column `{}` {e}", column.name))?;
             row.push(cell);
         }
         self.no_leftovers(&key, &value)?;
@@ -64,8 +80,16 @@ impl TablePlan {
     pub fn key_row(&self, record: &mut Record) -> Result<Row, String> {
         let mut key = std::mem::take(&mut record.key);
         let mut row = Vec::with_capacity(self.columns.key_len);
-        for (column, codec) in self.schema.columns.iter().zip(&self.codecs).take(self.columns.key_len) {
-            let cell = codec.convert(key.remove(&column.name)).map_err(|e| format!("key `{}` {e}", column.name))?;
+        for (column, codec) in self
+            .schema
+            .columns
+            .iter()
+            .zip(&self.codecs)
+            .take(self.columns.key_len)
+        {
+            let cell = codec
+                .convert(key.remove(&column.name))
+                .map_err(|e| format!("key `{}` {e}", column.name))?;
             row.push(cell);
         }
         self.no_leftovers(&key, &Map::new())?;
@@ -73,9 +97,16 @@ impl TablePlan {
     }
 
     /// A property the schema does not know would be silently dropped: refuse the record instead.
-    fn no_leftovers(&self, key: &Map<String, Value>, value: &Map<String, Value>) -> Result<(), String> {
+    fn no_leftovers(
+        &self,
+        key: &Map<String, Value>,
+        value: &Map<String, Value>,
+    ) -> Result<(), String> {
         match key.keys().chain(value.keys()).next() {
-            Some(name) => Err(format!("has a property `{name}` that schema version {} does not define", self.schema.version)),
+            Some(name) => Err(format!(
+                "has a property `{name}` that schema version {} does not define",
+                self.schema.version
+            )),
             None => Ok(()),
         }
     }

@@ -135,7 +135,11 @@ fn sqlite_args(args: &[Arg]) -> Result<SqliteArguments, sqlx::Error> {
 fn parse_sqlite_time(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
-        .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.naive_utc()))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.naive_utc())
+        })
 }
 
 macro_rules! decode_row {
@@ -145,8 +149,14 @@ macro_rules! decode_row {
             let value = match kind {
                 Kind::Int => $row.try_get::<Option<i64>, _>(i)?.map(Val::Int),
                 Kind::Text => $row.try_get::<Option<String>, _>(i)?.map(Val::Text),
-                Kind::Time => $row.try_get::<Option<$time>, _>(i)?.and_then($to_time).map(Val::Time),
-                Kind::Naive => $row.try_get::<Option<$naive>, _>(i)?.and_then($to_naive).map(Val::Naive),
+                Kind::Time => $row
+                    .try_get::<Option<$time>, _>(i)?
+                    .and_then($to_time)
+                    .map(Val::Time),
+                Kind::Naive => $row
+                    .try_get::<Option<$naive>, _>(i)?
+                    .and_then($to_naive)
+                    .map(Val::Naive),
             };
             values.push(value.unwrap_or(Val::Null));
         }
@@ -155,11 +165,25 @@ macro_rules! decode_row {
 }
 
 fn pg_row(row: &sqlx::postgres::PgRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
-    Ok(decode_row!(row, kinds, DateTime<Utc>, NaiveDateTime, Some, Some))
+    Ok(decode_row!(
+        row,
+        kinds,
+        DateTime<Utc>,
+        NaiveDateTime,
+        Some,
+        Some
+    ))
 }
 
 fn mysql_row(row: &sqlx::mysql::MySqlRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
-    Ok(decode_row!(row, kinds, NaiveDateTime, NaiveDateTime, |t: NaiveDateTime| Some(t.and_utc()), Some))
+    Ok(decode_row!(
+        row,
+        kinds,
+        NaiveDateTime,
+        NaiveDateTime,
+        |t: NaiveDateTime| Some(t.and_utc()),
+        Some
+    ))
 }
 
 fn sqlite_row(row: &sqlx::sqlite::SqliteRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
@@ -194,9 +218,18 @@ impl Tx {
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         let sql = AssertSqlSafe(placeholders(self.dialect(), sql));
         Ok(match self {
-            Tx::Postgres(tx) => sqlx::query_with(sql, pg_args(args)?).execute(&mut **tx).await?.rows_affected(),
-            Tx::Mysql(tx) => sqlx::query_with(sql, mysql_args(args)?).execute(&mut **tx).await?.rows_affected(),
-            Tx::Sqlite(tx) => sqlx::query_with(sql, sqlite_args(args)?).execute(&mut **tx).await?.rows_affected(),
+            Tx::Postgres(tx) => sqlx::query_with(sql, pg_args(args)?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Mysql(tx) => sqlx::query_with(sql, mysql_args(args)?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Sqlite(tx) => sqlx::query_with(sql, sqlite_args(args)?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -211,29 +244,45 @@ impl Tx {
     }
 
     /// Runs a query and decodes every row as `kinds`.
-    pub(crate) async fn fetch(&mut self, sql: &str, args: &[Arg], kinds: &[Kind]) -> Result<Vec<Vec<Val>>, sqlx::Error> {
+    pub(crate) async fn fetch(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        kinds: &[Kind],
+    ) -> Result<Vec<Vec<Val>>, sqlx::Error> {
         let sql = AssertSqlSafe(placeholders(self.dialect(), sql));
         match self {
             Tx::Postgres(tx) => {
-                let rows = sqlx::query_with(sql, pg_args(args)?).fetch_all(&mut **tx).await?;
+                let rows = sqlx::query_with(sql, pg_args(args)?)
+                    .fetch_all(&mut **tx)
+                    .await?;
                 rows.iter().map(|r| pg_row(r, kinds)).collect()
             }
             Tx::Mysql(tx) => {
-                let rows = sqlx::query_with(sql, mysql_args(args)?).fetch_all(&mut **tx).await?;
+                let rows = sqlx::query_with(sql, mysql_args(args)?)
+                    .fetch_all(&mut **tx)
+                    .await?;
                 rows.iter().map(|r| mysql_row(r, kinds)).collect()
             }
             Tx::Sqlite(tx) => {
-                let rows = sqlx::query_with(sql, sqlite_args(args)?).fetch_all(&mut **tx).await?;
+                let rows = sqlx::query_with(sql, sqlite_args(args)?)
+                    .fetch_all(&mut **tx)
+                    .await?;
                 rows.iter().map(|r| sqlite_row(r, kinds)).collect()
             }
         }
     }
 
     /// Starts `COPY ... FROM STDIN` (PostgreSQL only).
-    pub(crate) async fn copy_in(&mut self, sql: &str) -> Result<sqlx::postgres::PgCopyIn<&mut sqlx::PgConnection>, sqlx::Error> {
+    pub(crate) async fn copy_in(
+        &mut self,
+        sql: &str,
+    ) -> Result<sqlx::postgres::PgCopyIn<&mut sqlx::PgConnection>, sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.copy_in_raw(sql).await,
-            _ => Err(sqlx::Error::Protocol("COPY exists on PostgreSQL only".into())),
+            _ => Err(sqlx::Error::Protocol(
+                "COPY exists on PostgreSQL only".into(),
+            )),
         }
     }
 
@@ -254,16 +303,29 @@ impl Db {
         Ok(match &self.pool {
             Pool::Postgres(p) => Tx::Postgres(p.begin().await.map_err(DbError::sql(context))?),
             Pool::Mysql(p) => Tx::Mysql(p.begin().await.map_err(DbError::sql(context))?),
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(DbError::sql(context))?),
+            Pool::Sqlite(p) => Tx::Sqlite(
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(DbError::sql(context))?,
+            ),
         })
     }
 
     /// Runs a query outside any transaction of ours.
-    pub(crate) async fn fetch(&self, sql: &str, args: &[Arg], kinds: &[Kind], context: &str) -> Result<Vec<Vec<Val>>, DbError> {
+    pub(crate) async fn fetch(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        kinds: &[Kind],
+        context: &str,
+    ) -> Result<Vec<Vec<Val>>, DbError> {
         let sql = AssertSqlSafe(placeholders(self.dialect(), sql));
         let result = match &self.pool {
             Pool::Postgres(p) => match pg_args(args) {
-                Ok(a) => sqlx::query_with(sql, a).fetch_all(p).await.and_then(|rows| rows.iter().map(|r| pg_row(r, kinds)).collect()),
+                Ok(a) => sqlx::query_with(sql, a)
+                    .fetch_all(p)
+                    .await
+                    .and_then(|rows| rows.iter().map(|r| pg_row(r, kinds)).collect()),
                 Err(e) => Err(e),
             },
             Pool::Mysql(p) => match mysql_args(args) {
@@ -291,13 +353,17 @@ mod tests {
 
     #[test]
     fn postgres_gets_numbered_placeholders() {
-        assert_eq!(placeholders(Dialect::Postgres, "a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(
+            placeholders(Dialect::Postgres, "a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
         assert_eq!(placeholders(Dialect::Mysql, "a = ?"), "a = ?");
     }
 
     #[test]
     fn sqlite_times_round_trip() {
-        let t = NaiveDateTime::parse_from_str("2024-05-01 10:00:00.123456", "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        let t = NaiveDateTime::parse_from_str("2024-05-01 10:00:00.123456", "%Y-%m-%d %H:%M:%S%.f")
+            .unwrap();
         assert_eq!(parse_sqlite_time(&sqlite_time(&t)), Some(t));
         assert!(parse_sqlite_time("2024-05-01T10:00:00Z").is_some());
     }

@@ -51,7 +51,12 @@ impl ColumnCodec {
             ColumnType::Enum { values } => Some(values.iter().cloned().collect()),
             _ => None,
         };
-        Self { ty, nullable, dialect, enum_values }
+        Self {
+            ty,
+            nullable,
+            dialect,
+            enum_values,
+        }
     }
 
     /// Converts a property value (`None` when the property is absent, which means NULL).
@@ -64,21 +69,31 @@ impl ColumnCodec {
     }
 }
 
-fn convert(ty: &ColumnType, value: Value, dialect: Dialect, enums: Option<&HashSet<String>>) -> Result<Cell, String> {
+fn convert(
+    ty: &ColumnType,
+    value: Value,
+    dialect: Dialect,
+    enums: Option<&HashSet<String>>,
+) -> Result<Cell, String> {
     match ty {
         ColumnType::SmallInt => int_in(value, i16::MIN.into(), i16::MAX.into(), "smallint"),
         ColumnType::Int => int_in(value, i32::MIN.into(), i32::MAX.into(), "integer"),
-        ColumnType::BigInt | ColumnType::IntEnum { .. } => int_in(value, i64::MIN, i64::MAX, "bigint"),
+        ColumnType::BigInt | ColumnType::IntEnum { .. } => {
+            int_in(value, i64::MIN, i64::MAX, "bigint")
+        }
         ColumnType::Double => float(value, dialect),
         ColumnType::Boolean => match value {
             Value::Bool(b) => Ok(Cell::Bool(b)),
             other => Err(format!("expected a boolean, got {}", kind(&other))),
         },
-        ColumnType::Text { max_length, truncatable } => {
+        ColumnType::Text {
+            max_length,
+            truncatable,
+        } => {
             let text = string(value, dialect)?;
             if let Some(max) = max_length {
                 let fits = (*max as usize) >= text.len() || text.chars().count() <= *max as usize;
-                if !fits && !(*truncatable && text == TRUNCATION_PLACEHOLDER) {
+                if !(fits || *truncatable && text == TRUNCATION_PLACEHOLDER) {
                     return Err(format!("is longer than its maximum of {max} characters"));
                 }
             }
@@ -86,19 +101,26 @@ fn convert(ty: &ColumnType, value: Value, dialect: Dialect, enums: Option<&HashS
         }
         ColumnType::Timestamp => {
             let text = string(value, dialect)?;
-            let instant = DateTime::parse_from_rfc3339(&text).map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))?;
+            let instant = DateTime::parse_from_rfc3339(&text)
+                .map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))?;
             let utc = instant.naive_utc();
             // Microseconds are what every target keeps; finer digits are cut, never rounded up.
-            let micros = utc.with_nanosecond(utc.nanosecond() / 1_000 * 1_000).unwrap_or(utc);
+            let micros = utc
+                .with_nanosecond(utc.nanosecond() / 1_000 * 1_000)
+                .unwrap_or(utc);
             Ok(Cell::Timestamp(micros))
         }
         ColumnType::Date => {
             let text = string(value, dialect)?;
-            NaiveDate::parse_from_str(&text, "%Y-%m-%d").map(Cell::Date).map_err(|e| format!("is not a date: {e}"))
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                .map(Cell::Date)
+                .map_err(|e| format!("is not a date: {e}"))
         }
         ColumnType::Uuid => {
             let text = string(value, dialect)?;
-            uuid::Uuid::parse_str(&text).map(Cell::Uuid).map_err(|e| format!("is not a uuid: {e}"))
+            uuid::Uuid::parse_str(&text)
+                .map(Cell::Uuid)
+                .map_err(|e| format!("is not a uuid: {e}"))
         }
         ColumnType::Enum { .. } => {
             let text = string(value, dialect)?;
@@ -109,7 +131,8 @@ fn convert(ty: &ColumnType, value: Value, dialect: Dialect, enums: Option<&HashS
         }
         ColumnType::IpAddress => {
             let text = string(value, dialect)?;
-            text.parse::<IpAddr>().map_err(|e| format!("is not an IP address: {e}"))?;
+            text.parse::<IpAddr>()
+                .map_err(|e| format!("is not an IP address: {e}"))?;
             Ok(Cell::Text(text))
         }
         ColumnType::Array { item } if dialect == Dialect::Postgres => match value {
@@ -117,7 +140,9 @@ fn convert(ty: &ColumnType, value: Value, dialect: Dialect, enums: Option<&HashS
                 .into_iter()
                 .map(|item_value| match item_value {
                     Value::Null => Ok(Cell::Null),
-                    v => convert(item, v, dialect, None).map_err(|e| format!("has an item that {e}")),
+                    v => {
+                        convert(item, v, dialect, None).map_err(|e| format!("has an item that {e}"))
+                    }
                 })
                 .collect::<Result<_, _>>()
                 .map(Cell::Array),
@@ -141,7 +166,9 @@ fn int_in(value: Value, min: i64, max: i64, name: &str) -> Result<Cell, String> 
 
 fn float(value: Value, dialect: Dialect) -> Result<Cell, String> {
     let f = match &value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "is not a finite number".to_owned())?,
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| "is not a finite number".to_owned())?,
         // JSON has no NaN or Infinity; exporters that need them send them as strings.
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "nan" => f64::NAN,
@@ -156,7 +183,13 @@ fn float(value: Value, dialect: Dialect) -> Result<Cell, String> {
         Dialect::Mysql => f.is_finite(),
         Dialect::Sqlite => !f.is_nan(),
     };
-    if allowed { Ok(Cell::Float(f)) } else { Err(format!("{f} cannot be stored in a {dialect:?} float column")) }
+    if allowed {
+        Ok(Cell::Float(f))
+    } else {
+        Err(format!(
+            "{f} cannot be stored in a {dialect:?} float column"
+        ))
+    }
 }
 
 fn string(value: Value, dialect: Dialect) -> Result<String, String> {
@@ -237,7 +270,9 @@ fn write_plain(cell: &Cell, out: &mut String) {
         Cell::Uuid(u) => {
             let _ = write!(out, "{}", u.hyphenated());
         }
-        Cell::Null | Cell::Text(_) | Cell::Json(_) | Cell::Array(_) => unreachable!("escaped by the caller"),
+        Cell::Null | Cell::Text(_) | Cell::Json(_) | Cell::Array(_) => {
+            unreachable!("escaped by the caller")
+        }
     }
 }
 
@@ -322,40 +357,95 @@ mod tests {
     }
 
     fn text(max: Option<u32>, truncatable: bool) -> ColumnType {
-        ColumnType::Text { max_length: max, truncatable }
+        ColumnType::Text {
+            max_length: max,
+            truncatable,
+        }
     }
 
     #[test]
     fn integers_respect_their_width() {
-        assert_eq!(conv(ColumnType::SmallInt, json!(32767), Dialect::Postgres), Ok(Cell::Int(32767)));
-        assert!(conv(ColumnType::SmallInt, json!(32768), Dialect::Postgres).unwrap_err().contains("out of range"));
+        assert_eq!(
+            conv(ColumnType::SmallInt, json!(32767), Dialect::Postgres),
+            Ok(Cell::Int(32767))
+        );
+        assert!(
+            conv(ColumnType::SmallInt, json!(32768), Dialect::Postgres)
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(conv(ColumnType::Int, json!(1.5), Dialect::Postgres).is_err());
         assert!(conv(ColumnType::BigInt, json!("12"), Dialect::Postgres).is_err());
-        assert_eq!(conv(ColumnType::BigInt, json!(i64::MIN), Dialect::Mysql), Ok(Cell::Int(i64::MIN)));
+        assert_eq!(
+            conv(ColumnType::BigInt, json!(i64::MIN), Dialect::Mysql),
+            Ok(Cell::Int(i64::MIN))
+        );
     }
 
     #[test]
     fn floats_and_their_specials() {
-        assert_eq!(conv(ColumnType::Double, json!(-1.25e300), Dialect::Mysql), Ok(Cell::Float(-1.25e300)));
-        assert!(matches!(conv(ColumnType::Double, json!("NaN"), Dialect::Postgres), Ok(Cell::Float(f)) if f.is_nan()));
-        assert!(conv(ColumnType::Double, json!("NaN"), Dialect::Mysql).unwrap_err().contains("cannot be stored"));
+        assert_eq!(
+            conv(ColumnType::Double, json!(-1.25e300), Dialect::Mysql),
+            Ok(Cell::Float(-1.25e300))
+        );
+        assert!(
+            matches!(conv(ColumnType::Double, json!("NaN"), Dialect::Postgres), Ok(Cell::Float(f)) if f.is_nan())
+        );
+        assert!(
+            conv(ColumnType::Double, json!("NaN"), Dialect::Mysql)
+                .unwrap_err()
+                .contains("cannot be stored")
+        );
         assert!(conv(ColumnType::Double, json!("Infinity"), Dialect::Mysql).is_err());
-        assert_eq!(conv(ColumnType::Double, json!("-Infinity"), Dialect::Sqlite), Ok(Cell::Float(f64::NEG_INFINITY)));
+        assert_eq!(
+            conv(ColumnType::Double, json!("-Infinity"), Dialect::Sqlite),
+            Ok(Cell::Float(f64::NEG_INFINITY))
+        );
     }
 
     #[test]
     fn strings_respect_max_length_in_characters_and_the_placeholder() {
         assert!(conv(text(Some(3), false), json!("äöü"), Dialect::Postgres).is_ok());
-        assert!(conv(text(Some(3), false), json!("abcd"), Dialect::Postgres).unwrap_err().contains("maximum of 3"));
-        assert!(conv(text(Some(3), true), json!(TRUNCATION_PLACEHOLDER), Dialect::Postgres).is_ok());
-        assert!(conv(text(Some(3), false), json!(TRUNCATION_PLACEHOLDER), Dialect::Postgres).is_err());
-        assert!(conv(text(None, false), json!("a\0b"), Dialect::Postgres).unwrap_err().contains("NUL"));
-        assert_eq!(conv(text(None, false), json!("a\0b"), Dialect::Mysql), Ok(Cell::Text("a\0b".into())));
+        assert!(
+            conv(text(Some(3), false), json!("abcd"), Dialect::Postgres)
+                .unwrap_err()
+                .contains("maximum of 3")
+        );
+        assert!(
+            conv(
+                text(Some(3), true),
+                json!(TRUNCATION_PLACEHOLDER),
+                Dialect::Postgres
+            )
+            .is_ok()
+        );
+        assert!(
+            conv(
+                text(Some(3), false),
+                json!(TRUNCATION_PLACEHOLDER),
+                Dialect::Postgres
+            )
+            .is_err()
+        );
+        assert!(
+            conv(text(None, false), json!("a\0b"), Dialect::Postgres)
+                .unwrap_err()
+                .contains("NUL")
+        );
+        assert_eq!(
+            conv(text(None, false), json!("a\0b"), Dialect::Mysql),
+            Ok(Cell::Text("a\0b".into()))
+        );
     }
 
     #[test]
     fn timestamps_keep_microseconds_and_become_utc() {
-        let cell = conv(ColumnType::Timestamp, json!("2024-05-01T12:00:00.1234567+02:00"), Dialect::Postgres).unwrap();
+        let cell = conv(
+            ColumnType::Timestamp,
+            json!("2024-05-01T12:00:00.1234567+02:00"),
+            Dialect::Postgres,
+        )
+        .unwrap();
         let mut out = String::new();
         if let Cell::Timestamp(ts) = cell {
             format_timestamp(&ts, &mut out);
@@ -366,9 +456,15 @@ mod tests {
 
     #[test]
     fn enums_uuids_ips_dates() {
-        let ty = ColumnType::Enum { values: vec!["active".into(), "deleted".into()] };
+        let ty = ColumnType::Enum {
+            values: vec!["active".into(), "deleted".into()],
+        };
         assert!(conv(ty.clone(), json!("active"), Dialect::Mysql).is_ok());
-        assert!(conv(ty, json!("archived"), Dialect::Mysql).unwrap_err().contains("not one of"));
+        assert!(
+            conv(ty, json!("archived"), Dialect::Mysql)
+                .unwrap_err()
+                .contains("not one of")
+        );
         assert!(conv(ColumnType::Uuid, json!("not-a-uuid"), Dialect::Postgres).is_err());
         assert!(conv(ColumnType::IpAddress, json!("::1"), Dialect::Postgres).is_ok());
         assert!(conv(ColumnType::IpAddress, json!("300.1.1.1"), Dialect::Postgres).is_err());
@@ -380,13 +476,18 @@ mod tests {
         let codec = ColumnCodec::new(ColumnType::BigInt, false, Dialect::Postgres);
         assert!(codec.convert(None).unwrap_err().contains("NOT NULL"));
         assert!(codec.convert(Some(Value::Null)).is_err());
-        assert_eq!(ColumnCodec::new(ColumnType::BigInt, true, Dialect::Postgres).convert(None), Ok(Cell::Null));
+        assert_eq!(
+            ColumnCodec::new(ColumnType::BigInt, true, Dialect::Postgres).convert(None),
+            Ok(Cell::Null)
+        );
     }
 
     #[test]
     fn copy_text_escapes_everything_that_matters() {
         let array = conv(
-            ColumnType::Array { item: Box::new(text(None, false)) },
+            ColumnType::Array {
+                item: Box::new(text(None, false)),
+            },
             json!(["a\"b", "c\\d", null, "tab\there"]),
             Dialect::Postgres,
         )

@@ -23,11 +23,17 @@ impl LoadColumns {
     }
 
     fn key(&self, dialect: Dialect) -> Vec<String> {
-        self.quoted(dialect).into_iter().take(self.key_len).collect()
+        self.quoted(dialect)
+            .into_iter()
+            .take(self.key_len)
+            .collect()
     }
 
     fn non_key(&self, dialect: Dialect) -> Vec<String> {
-        self.quoted(dialect).into_iter().skip(self.key_len).collect()
+        self.quoted(dialect)
+            .into_iter()
+            .skip(self.key_len)
+            .collect()
     }
 }
 
@@ -41,7 +47,11 @@ pub fn copy_from_stdin(table: &str, columns: &[String]) -> String {
 pub fn insert_rows(names: &TableNames, columns: &LoadColumns, rows: usize, upsert: bool) -> String {
     let dialect = names.dialect;
     let quoted = columns.quoted(dialect);
-    let mut sql = format!("INSERT INTO {} ({}) VALUES ", names.qualified(), quoted.join(", "));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        names.qualified(),
+        quoted.join(", ")
+    );
     let one = format!("({})", vec!["?"; quoted.len()].join(", "));
     sql.reserve(rows * (one.len() + 1));
     for i in 0..rows {
@@ -59,7 +69,10 @@ pub fn insert_rows(names: &TableNames, columns: &LoadColumns, rows: usize, upser
                 let set: Vec<String> = if non_key.is_empty() {
                     key.iter().map(|c| format!("{c} = {c}")).collect()
                 } else {
-                    non_key.iter().map(|c| format!("{c} = VALUES({c})")).collect()
+                    non_key
+                        .iter()
+                        .map(|c| format!("{c} = VALUES({c})"))
+                        .collect()
                 };
                 sql.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
             }
@@ -68,8 +81,14 @@ pub fn insert_rows(names: &TableNames, columns: &LoadColumns, rows: usize, upser
                 if non_key.is_empty() {
                     sql.push_str(&format!(" ON CONFLICT ({key}) DO NOTHING"));
                 } else {
-                    let set: Vec<String> = non_key.iter().map(|c| format!("{c} = excluded.{c}")).collect();
-                    sql.push_str(&format!(" ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", ")));
+                    let set: Vec<String> = non_key
+                        .iter()
+                        .map(|c| format!("{c} = excluded.{c}"))
+                        .collect();
+                    sql.push_str(&format!(
+                        " ON CONFLICT ({key}) DO UPDATE SET {}",
+                        set.join(", ")
+                    ));
                 }
             }
         }
@@ -83,10 +102,16 @@ pub fn delete_keys(names: &TableNames, columns: &LoadColumns, rows: usize) -> St
     let (target, one) = if key.len() == 1 {
         (key[0].clone(), "?".to_owned())
     } else {
-        (format!("({})", key.join(", ")), format!("({})", vec!["?"; key.len()].join(", ")))
+        (
+            format!("({})", key.join(", ")),
+            format!("({})", vec!["?"; key.len()].join(", ")),
+        )
     };
     let list = vec![one; rows].join(", ");
-    format!("DELETE FROM {} WHERE {target} IN ({list})", names.qualified())
+    format!(
+        "DELETE FROM {} WHERE {target} IN ({list})",
+        names.qualified()
+    )
 }
 
 /// PostgreSQL: a temporary table shaped like `like` (types and enum types included, no
@@ -94,7 +119,11 @@ pub fn delete_keys(names: &TableNames, columns: &LoadColumns, rows: usize) -> St
 pub fn pg_create_change_table(change_table: &str, like: &TableNames) -> [String; 2] {
     let q = |n: &str| Dialect::Postgres.quote_ident(n);
     [
-        format!("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA", q(change_table), like.qualified()),
+        format!(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA",
+            q(change_table),
+            like.qualified()
+        ),
         format!(
             "ALTER TABLE {} ADD COLUMN {} bigint NOT NULL, ADD COLUMN {} boolean NOT NULL",
             q(change_table),
@@ -106,7 +135,11 @@ pub fn pg_create_change_table(change_table: &str, like: &TableNames) -> [String;
 
 /// PostgreSQL: apply a change table to `target`: the latest line per key wins; upserts first, then
 /// deletes. Returns the upsert and the delete statement.
-pub fn pg_apply_changes(change_table: &str, target: &TableNames, columns: &LoadColumns) -> [String; 2] {
+pub fn pg_apply_changes(
+    change_table: &str,
+    target: &TableNames,
+    columns: &LoadColumns,
+) -> [String; 2] {
     let d = Dialect::Postgres;
     let changes = d.quote_ident(change_table);
     let seq = d.quote_ident(SEQ_COLUMN);
@@ -114,12 +147,16 @@ pub fn pg_apply_changes(change_table: &str, target: &TableNames, columns: &LoadC
     let all = columns.quoted(d).join(", ");
     let key = columns.key(d);
     let key_list = key.join(", ");
-    let latest = format!("SELECT DISTINCT ON ({key_list}) * FROM {changes} ORDER BY {key_list}, {seq} DESC");
+    let latest =
+        format!("SELECT DISTINCT ON ({key_list}) * FROM {changes} ORDER BY {key_list}, {seq} DESC");
     let non_key = columns.non_key(d);
     let on_conflict = if non_key.is_empty() {
         "DO NOTHING".to_owned()
     } else {
-        let set: Vec<String> = non_key.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let set: Vec<String> = non_key
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
         format!("DO UPDATE SET {}", set.join(", "))
     };
     let upsert = format!(
@@ -152,7 +189,12 @@ pub fn pg_insert_latest(change_table: &str, target: &TableNames, columns: &LoadC
 /// `SELECT columns FROM table ORDER BY key`.
 pub fn select_all(names: &TableNames, columns: &LoadColumns) -> String {
     let d = names.dialect;
-    format!("SELECT {} FROM {} ORDER BY {}", columns.quoted(d).join(", "), names.qualified(), columns.key(d).join(", "))
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.quoted(d).join(", "),
+        names.qualified(),
+        columns.key(d).join(", ")
+    )
 }
 
 /// `SELECT count(*) FROM table`.

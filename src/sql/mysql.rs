@@ -17,8 +17,6 @@ const MAX_ROW_BYTES: usize = 65_535;
 const MAX_COLUMN_COMMENT: usize = 1024;
 /// The longest table comment (characters).
 const MAX_TABLE_COMMENT: usize = 2048;
-/// Name suffix of the live table while a swap retires it.
-
 pub(super) fn column_type(ty: &ColumnType) -> String {
     use ColumnType::*;
     match ty {

@@ -23,7 +23,10 @@ pub use validate::RecordValidator;
 
 use crate::config::OnInvalidRecord;
 use crate::dap::{Action, CompleteJob, DapClient, DapError, Query, RecordStream};
-use crate::db::{Change, Commit, Db, DbError, Load, LoadStats, NewRun, Reject, RunError, RunKind, RunResult, TablePlan};
+use crate::db::{
+    Change, Commit, Db, DbError, Load, LoadStats, NewRun, Reject, RunError, RunKind, RunResult,
+    TablePlan,
+};
 use crate::schema::{self, SchemaError, TableSchema};
 use progress::Progress;
 
@@ -101,8 +104,14 @@ pub enum SyncError {
         #[source]
         source: SchemaError,
     },
-    #[error("{table}: {count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}")]
-    InvalidRecords { table: String, count: usize, reason: String },
+    #[error(
+        "{table}: {count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}"
+    )]
+    InvalidRecords {
+        table: String,
+        count: usize,
+        reason: String,
+    },
     #[error("{table}: {reason}")]
     State { table: String, reason: String },
 }
@@ -114,7 +123,9 @@ impl SyncError {
             SyncError::Locked { .. } => true,
             SyncError::Dap { source, .. } => source.is_transient(),
             SyncError::Db { source, .. } => source.is_transient(),
-            SyncError::Schema { .. } | SyncError::InvalidRecords { .. } | SyncError::State { .. } => false,
+            SyncError::Schema { .. }
+            | SyncError::InvalidRecords { .. }
+            | SyncError::State { .. } => false,
         }
     }
 
@@ -156,7 +167,11 @@ impl SyncError {
     }
 
     fn run_error(&self) -> RunError {
-        RunError { error_type: self.type_name(), uuid: self.uuid().map(str::to_owned), message: self.chain() }
+        RunError {
+            error_type: self.type_name(),
+            uuid: self.uuid().map(str::to_owned),
+            message: self.chain(),
+        }
     }
 }
 
@@ -178,7 +193,12 @@ struct Attempt {
 
 impl Engine {
     pub fn new(dap: DapClient, db: Db, options: SyncOptions) -> Self {
-        Self { dap, db, options: Arc::new(options), repeating: Arc::default() }
+        Self {
+            dap,
+            db,
+            options: Arc::new(options),
+            repeating: Arc::default(),
+        }
     }
 
     /// The database this engine writes to.
@@ -193,10 +213,23 @@ impl Engine {
 
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
     /// (an incremental that found the chain broken, then the snapshot that replaced it).
-    pub async fn sync_table(&self, namespace: &str, table: &str, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
+    pub async fn sync_table(
+        &self,
+        namespace: &str,
+        table: &str,
+        mode: Mode,
+    ) -> Result<Vec<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
-        let db_err = |source| SyncError::Db { table: label.clone(), source };
-        let Some(lock) = self.db.try_lock_table(namespace, table).await.map_err(db_err)? else {
+        let db_err = |source| SyncError::Db {
+            table: label.clone(),
+            source,
+        };
+        let Some(lock) = self
+            .db
+            .try_lock_table(namespace, table)
+            .await
+            .map_err(db_err)?
+        else {
             return Err(SyncError::Locked { table: label });
         };
         let result = self.sync_locked(namespace, table, mode).await;
@@ -204,39 +237,78 @@ impl Engine {
         result
     }
 
-    async fn sync_locked(&self, namespace: &str, table: &str, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
+    async fn sync_locked(
+        &self,
+        namespace: &str,
+        table: &str,
+        mode: Mode,
+    ) -> Result<Vec<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
-        let db_err = |source| SyncError::Db { table: label.clone(), source };
-        self.db.recover_table(namespace, table).await.map_err(db_err)?;
+        let db_err = |source| SyncError::Db {
+            table: label.clone(),
+            source,
+        };
+        self.db
+            .recover_table(namespace, table)
+            .await
+            .map_err(db_err)?;
         let state = self.db.sync_state(namespace, table).await.map_err(db_err)?;
         let stored = match &state {
-            Some(state) => Some(stored_schema(namespace, table, state.schema_version, &state.schema_description)?),
+            Some(state) => Some(stored_schema(
+                namespace,
+                table,
+                state.schema_version,
+                &state.schema_description,
+            )?),
             None => None,
         };
         let (state, stored) = match (state, stored, mode) {
-            (None, _, Mode::Init | Mode::Sync) => return Ok(vec![self.snapshot(namespace, table, "initial", None).await?]),
+            (None, _, Mode::Init | Mode::Sync) => {
+                return Ok(vec![
+                    self.snapshot(namespace, table, "initial", None).await?,
+                ]);
+            }
             (Some(_), _, Mode::Init) => return Ok(Vec::new()),
-            (_, stored, Mode::Resnapshot) => return Ok(vec![self.snapshot(namespace, table, "requested", stored).await?]),
+            (_, stored, Mode::Resnapshot) => {
+                return Ok(vec![
+                    self.snapshot(namespace, table, "requested", stored).await?,
+                ]);
+            }
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
         };
         let plan = TablePlan::new(self.db.dialect(), stored.clone());
         if !self.db.table_exists(&plan.live).await.map_err(db_err)? {
             tracing::warn!(table = %label, "the table is gone from the database; taking a new snapshot");
-            return Ok(vec![self.snapshot(namespace, table, "missing_table", Some(stored)).await?]);
+            return Ok(vec![
+                self.snapshot(namespace, table, "missing_table", Some(stored))
+                    .await?,
+            ]);
         }
         let mut reports = Vec::new();
-        match self.incremental(namespace, table, state.since, stored.clone()).await {
+        match self
+            .incremental(namespace, table, state.since, stored.clone())
+            .await
+        {
             Ok(Some(report)) => reports.push(report),
-            Ok(None) => reports.push(self.snapshot(namespace, table, "schema_rebuild", Some(stored)).await?),
+            Ok(None) => reports.push(
+                self.snapshot(namespace, table, "schema_rebuild", Some(stored))
+                    .await?,
+            ),
             Err(SyncError::Dap { source, .. }) if source.needs_snapshot() => {
-                let reason = if matches!(source.api_error().map(|e| &e.kind), Some(crate::dap::ApiErrorKind::OutOfRange { .. })) {
+                let reason = if matches!(
+                    source.api_error().map(|e| &e.kind),
+                    Some(crate::dap::ApiErrorKind::OutOfRange { .. })
+                ) {
                     "out_of_range"
                 } else {
                     "snapshot_required"
                 };
                 tracing::warn!(table = %label, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
-                reports.push(self.snapshot(namespace, table, reason, Some(stored)).await?);
+                reports.push(
+                    self.snapshot(namespace, table, reason, Some(stored))
+                        .await?,
+                );
             }
             Err(error) => return Err(error),
         }
@@ -244,8 +316,24 @@ impl Engine {
     }
 
     /// Records a failed run and passes the error on.
-    async fn fail(&self, attempt: &Attempt, namespace: &str, table: &str, error: SyncError) -> SyncError {
-        if let Err(db_error) = self.db.fail_run(attempt.run_id, namespace, table, &attempt.result, &error.run_error()).await {
+    async fn fail(
+        &self,
+        attempt: &Attempt,
+        namespace: &str,
+        table: &str,
+        error: SyncError,
+    ) -> SyncError {
+        if let Err(db_error) = self
+            .db
+            .fail_run(
+                attempt.run_id,
+                namespace,
+                table,
+                &attempt.result,
+                &error.run_error(),
+            )
+            .await
+        {
             tracing::error!(table = %format!("{namespace}.{table}"), error = %db_error, "could not record the failed run");
         }
         error
@@ -253,19 +341,56 @@ impl Engine {
 
     async fn current_schema(&self, namespace: &str, table: &str) -> Result<TableSchema, SyncError> {
         let label = || format!("{namespace}.{table}");
-        let envelope = self.dap.get_schema(namespace, table).await.map_err(|source| SyncError::Dap { table: label(), source })?;
-        TableSchema::from_envelope(namespace, table, &envelope).map_err(|source| SyncError::Schema { table: label(), source })
+        let envelope = self
+            .dap
+            .get_schema(namespace, table)
+            .await
+            .map_err(|source| SyncError::Dap {
+                table: label(),
+                source,
+            })?;
+        TableSchema::from_envelope(namespace, table, &envelope).map_err(|source| {
+            SyncError::Schema {
+                table: label(),
+                source,
+            }
+        })
     }
 
     /// Loads a new snapshot; `replaced` is the schema of the live table it replaces.
-    async fn snapshot(&self, namespace: &str, table: &str, reason: &'static str, replaced: Option<TableSchema>) -> Result<RunReport, SyncError> {
+    async fn snapshot(
+        &self,
+        namespace: &str,
+        table: &str,
+        reason: &'static str,
+        replaced: Option<TableSchema>,
+    ) -> Result<RunReport, SyncError> {
         let label = format!("{namespace}.{table}");
         let started = Instant::now();
-        let run = NewRun { namespace, table, kind: RunKind::Snapshot, reason: Some(reason), since: None };
-        let run_id = self.db.start_run(&run).await.map_err(|source| SyncError::Db { table: label.clone(), source })?;
-        let mut attempt = Attempt { run_id, result: RunResult::default() };
+        let run = NewRun {
+            namespace,
+            table,
+            kind: RunKind::Snapshot,
+            reason: Some(reason),
+            since: None,
+        };
+        let run_id = self
+            .db
+            .start_run(&run)
+            .await
+            .map_err(|source| SyncError::Db {
+                table: label.clone(),
+                source,
+            })?;
+        let mut attempt = Attempt {
+            run_id,
+            result: RunResult::default(),
+        };
         tracing::info!(table = %label, reason, run_id, "snapshot starting");
-        match self.snapshot_run(namespace, table, &mut attempt, replaced).await {
+        match self
+            .snapshot_run(namespace, table, &mut attempt, replaced)
+            .await
+        {
             Ok(mut report) => {
                 report.reason = Some(reason);
                 report.duration = started.elapsed();
@@ -276,24 +401,42 @@ impl Engine {
         }
     }
 
-    async fn snapshot_run(&self, namespace: &str, table: &str, attempt: &mut Attempt, replaced: Option<TableSchema>) -> Result<RunReport, SyncError> {
+    async fn snapshot_run(
+        &self,
+        namespace: &str,
+        table: &str,
+        attempt: &mut Attempt,
+        replaced: Option<TableSchema>,
+    ) -> Result<RunReport, SyncError> {
         let label = format!("{namespace}.{table}");
-        let dap_err = |source| SyncError::Dap { table: label.clone(), source };
+        let dap_err = |source| SyncError::Dap {
+            table: label.clone(),
+            source,
+        };
         let mut schema = self.current_schema(namespace, table).await?;
-        let job = self.dap.query(namespace, table, Query::Snapshot).await.map_err(dap_err)?;
+        let job = self
+            .dap
+            .query(namespace, table, Query::Snapshot)
+            .await
+            .map_err(dap_err)?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             schema = self.current_schema(namespace, table).await?;
         }
         let key = format!("{namespace}.{table}");
-        let repeated = self.options.repeated_keys.contains(&key) || self.repeating.lock().is_ok_and(|set| set.contains(&key));
-        match self.load_snapshot(&job, schema.clone(), attempt, replaced.clone(), repeated).await {
+        let repeated = self.options.repeated_keys.contains(&key)
+            || self.repeating.lock().is_ok_and(|set| set.contains(&key));
+        match self
+            .load_snapshot(&job, schema.clone(), attempt, replaced.clone(), repeated)
+            .await
+        {
             Err(SyncError::Db { source, .. }) if !repeated && source.is_unique_violation() => {
                 tracing::warn!(table = %label, "the snapshot repeats keys; loading it again keeping the last of each");
                 if let Ok(mut set) = self.repeating.lock() {
                     set.insert(key);
                 }
-                self.load_snapshot(&job, schema, attempt, replaced, true).await
+                self.load_snapshot(&job, schema, attempt, replaced, true)
+                    .await
             }
             other => other,
         }
@@ -313,7 +456,10 @@ impl Engine {
             .db
             .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
             .await
-            .map_err(|source| SyncError::Db { table: label.clone(), source })?;
+            .map_err(|source| SyncError::Db {
+                table: label.clone(),
+                source,
+            })?;
         let bytes = self.pump(&plan, job, &mut load, false).await?;
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
@@ -323,19 +469,47 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: replaced,
         };
-        let stats = load.commit(commit).await.map_err(|source| SyncError::Db { table: label, source })?;
+        let stats = load.commit(commit).await.map_err(|source| SyncError::Db {
+            table: label,
+            source,
+        })?;
         Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
     }
 
     /// Runs one incremental query from `since`. `Ok(None)` means the schema changed in a way that
     /// needs a new snapshot.
-    async fn incremental(&self, namespace: &str, table: &str, since: DateTime<Utc>, stored: TableSchema) -> Result<Option<RunReport>, SyncError> {
+    async fn incremental(
+        &self,
+        namespace: &str,
+        table: &str,
+        since: DateTime<Utc>,
+        stored: TableSchema,
+    ) -> Result<Option<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
         let started = Instant::now();
-        let run = NewRun { namespace, table, kind: RunKind::Incremental, reason: None, since: Some(since) };
-        let run_id = self.db.start_run(&run).await.map_err(|source| SyncError::Db { table: label.clone(), source })?;
-        let mut attempt = Attempt { run_id, result: RunResult::default() };
-        match self.incremental_run(namespace, table, since, stored, &mut attempt).await {
+        let run = NewRun {
+            namespace,
+            table,
+            kind: RunKind::Incremental,
+            reason: None,
+            since: Some(since),
+        };
+        let run_id = self
+            .db
+            .start_run(&run)
+            .await
+            .map_err(|source| SyncError::Db {
+                table: label.clone(),
+                source,
+            })?;
+        let mut attempt = Attempt {
+            run_id,
+            result: RunResult::default(),
+        };
+        match self
+            .incremental_run(namespace, table, since, stored, &mut attempt)
+            .await
+        {
             Ok(Some(mut report)) => {
                 report.since = Some(since);
                 report.duration = started.elapsed();
@@ -343,10 +517,17 @@ impl Engine {
                 Ok(Some(report))
             }
             Ok(None) => {
-                let error = SyncError::State { table: label, reason: "the schema changed in a way that needs a new snapshot".into() };
+                let error = SyncError::State {
+                    table: label,
+                    reason: "the schema changed in a way that needs a new snapshot".into(),
+                };
                 let mut error = error.run_error();
                 error.error_type = "SchemaRebuild".into();
-                if let Err(db_error) = self.db.fail_run(run_id, namespace, table, &attempt.result, &error).await {
+                if let Err(db_error) = self
+                    .db
+                    .fail_run(run_id, namespace, table, &attempt.result, &error)
+                    .await
+                {
                     tracing::error!(table = %format!("{namespace}.{table}"), error = %db_error, "could not record the run");
                 }
                 Ok(None)
@@ -364,7 +545,10 @@ impl Engine {
         attempt: &mut Attempt,
     ) -> Result<Option<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
-        let dap_err = |source| SyncError::Dap { table: label.clone(), source };
+        let dap_err = |source| SyncError::Dap {
+            table: label.clone(),
+            source,
+        };
         let mut schema = stored.clone();
         let current = self.current_schema(namespace, table).await?;
         if current.version != stored.version {
@@ -373,7 +557,11 @@ impl Engine {
             }
             schema = current;
         }
-        let job = self.dap.query(namespace, table, Query::Incremental { since }).await.map_err(dap_err)?;
+        let job = self
+            .dap
+            .query(namespace, table, Query::Incremental { since })
+            .await
+            .map_err(dap_err)?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
@@ -388,12 +576,31 @@ impl Engine {
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
             .await
-            .map_err(|source| SyncError::Db { table: label.clone(), source })?;
+            .map_err(|source| SyncError::Db {
+                table: label.clone(),
+                source,
+            })?;
         let bytes = self.pump(&plan, &job, &mut load, true).await?;
         attempt.result.bytes = bytes as i64;
-        let commit = Commit { run_id: attempt.run_id, watermark: job.watermark(), job_id: job.id.clone(), bytes: bytes as i64, replaced_schema: None };
-        let stats = load.commit(commit).await.map_err(|source| SyncError::Db { table: label, source })?;
-        Ok(Some(self.report(&plan, &job, RunKind::Incremental, None, stats, bytes)))
+        let commit = Commit {
+            run_id: attempt.run_id,
+            watermark: job.watermark(),
+            job_id: job.id.clone(),
+            bytes: bytes as i64,
+            replaced_schema: None,
+        };
+        let stats = load.commit(commit).await.map_err(|source| SyncError::Db {
+            table: label,
+            source,
+        })?;
+        Ok(Some(self.report(
+            &plan,
+            &job,
+            RunKind::Incremental,
+            None,
+            stats,
+            bytes,
+        )))
     }
 
     /// Brings the live table from `old` to `new` in place. Returns false when the change needs a
@@ -410,19 +617,43 @@ impl Engine {
         }
         let dialect = self.db.dialect();
         let plan = TablePlan::new(dialect, new.clone());
-        let db_err = |source| SyncError::Db { table: label.clone(), source };
+        let db_err = |source| SyncError::Db {
+            table: label.clone(),
+            source,
+        };
         let existing = self.db.live_columns(&plan.live).await.map_err(db_err)?;
-        let statements = dialect.alter_table(old, new, &diff, &plan.live, &existing, &self.db.ddl_options());
-        self.db.apply_statements(&statements, &format!("altering {label}")).await.map_err(db_err)?;
+        let statements = dialect.alter_table(
+            old,
+            new,
+            &diff,
+            &plan.live,
+            &existing,
+            &self.db.ddl_options(),
+        );
+        self.db
+            .apply_statements(&statements, &format!("altering {label}"))
+            .await
+            .map_err(db_err)?;
         tracing::info!(table = %label, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }
 
     /// Streams a job's records into a load: validation, conversion, rejects. Returns the bytes read.
-    async fn pump(&self, plan: &TablePlan, job: &CompleteJob, load: &mut Load, incremental: bool) -> Result<u64, SyncError> {
+    async fn pump(
+        &self,
+        plan: &TablePlan,
+        job: &CompleteJob,
+        load: &mut Load,
+        incremental: bool,
+    ) -> Result<u64, SyncError> {
         let label = plan.label();
         let validator = if self.options.validate_records {
-            Some(RecordValidator::new(&plan.schema.json).map_err(|reason| SyncError::State { table: label.clone(), reason })?)
+            Some(
+                RecordValidator::new(&plan.schema.json).map_err(|reason| SyncError::State {
+                    table: label.clone(),
+                    reason,
+                })?,
+            )
         } else {
             None
         };
@@ -431,12 +662,19 @@ impl Engine {
         let mut bytes = 0u64;
         let mut invalid = 0usize;
         while let Some(batch) = stream.next_batch().await {
-            let batch = batch.map_err(|source| SyncError::Dap { table: label.clone(), source })?;
+            let batch = batch.map_err(|source| SyncError::Dap {
+                table: label.clone(),
+                source,
+            })?;
             bytes += batch.bytes;
             let mut rejects: Vec<Reject> = batch
                 .malformed
                 .into_iter()
-                .map(|m| Reject { key: None, reason: format!("is not a valid record: {}", m.reason), line: m.line })
+                .map(|m| Reject {
+                    key: None,
+                    reason: format!("is not a valid record: {}", m.reason),
+                    line: m.line,
+                })
                 .collect();
             let mut rows = Vec::new();
             let mut changes = Vec::new();
@@ -448,22 +686,37 @@ impl Engine {
                 }
                 .and_then(|()| match (record.action, incremental) {
                     (Action::Upsert, false) => plan.row(&mut record).map(|row| rows.push(row)),
-                    (Action::Upsert, true) => plan.row(&mut record).map(|row| changes.push(Change { delete: false, row })),
-                    (Action::Delete, true) => plan.key_row(&mut record).map(|row| changes.push(Change { delete: true, row })),
+                    (Action::Upsert, true) => plan
+                        .row(&mut record)
+                        .map(|row| changes.push(Change { delete: false, row })),
+                    (Action::Delete, true) => plan
+                        .key_row(&mut record)
+                        .map(|row| changes.push(Change { delete: true, row })),
                     (Action::Delete, false) => Err("is a delete inside a snapshot".into()),
                 });
                 if let Err(reason) = converted {
-                    rejects.push(Reject { key: crate::db::line_key(&record.line), reason, line: record.line });
+                    rejects.push(Reject {
+                        key: crate::db::line_key(&record.line),
+                        reason,
+                        line: record.line,
+                    });
                 }
             }
             if !rejects.is_empty() {
                 invalid += rejects.len();
                 if self.options.on_invalid_record == OnInvalidRecord::Fail {
                     let reason = rejects.swap_remove(0).reason;
-                    return Err(SyncError::InvalidRecords { table: label, count: invalid, reason });
+                    return Err(SyncError::InvalidRecords {
+                        table: label,
+                        count: invalid,
+                        reason,
+                    });
                 }
             }
-            let db_err = |source| SyncError::Db { table: label.clone(), source };
+            let db_err = |source| SyncError::Db {
+                table: label.clone(),
+                source,
+            };
             if incremental {
                 load.changes(changes).await.map_err(db_err)?;
             } else {
@@ -480,7 +733,15 @@ impl Engine {
         Ok(bytes)
     }
 
-    fn report(&self, plan: &TablePlan, job: &CompleteJob, kind: RunKind, since: Option<DateTime<Utc>>, stats: LoadStats, bytes: u64) -> RunReport {
+    fn report(
+        &self,
+        plan: &TablePlan,
+        job: &CompleteJob,
+        kind: RunKind,
+        since: Option<DateTime<Utc>>,
+        stats: LoadStats,
+        bytes: u64,
+    ) -> RunReport {
         RunReport {
             namespace: plan.schema.namespace.clone(),
             table: plan.schema.table.clone(),
@@ -497,11 +758,24 @@ impl Engine {
     }
 }
 
-fn stored_schema(namespace: &str, table: &str, version: i64, description: &str) -> Result<TableSchema, SyncError> {
+fn stored_schema(
+    namespace: &str,
+    table: &str,
+    version: i64,
+    description: &str,
+) -> Result<TableSchema, SyncError> {
     let label = || format!("{namespace}.{table}");
-    let json: serde_json::Value = serde_json::from_str(description)
-        .map_err(|e| SyncError::State { table: label(), reason: format!("table_sync.schema_description is not JSON: {e}") })?;
-    TableSchema::from_json_schema(namespace, table, version, &json).map_err(|source| SyncError::Schema { table: label(), source })
+    let json: serde_json::Value =
+        serde_json::from_str(description).map_err(|e| SyncError::State {
+            table: label(),
+            reason: format!("table_sync.schema_description is not JSON: {e}"),
+        })?;
+    TableSchema::from_json_schema(namespace, table, version, &json).map_err(|source| {
+        SyncError::Schema {
+            table: label(),
+            source,
+        }
+    })
 }
 
 fn log_report(report: &RunReport) {

@@ -18,7 +18,11 @@ pub enum ProgressMode {
 impl ProgressMode {
     /// `Bar` when stderr is a terminal, `Log` otherwise.
     pub fn detect() -> Self {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) { ProgressMode::Bar } else { ProgressMode::Log }
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Log
+        }
     }
 }
 
@@ -40,7 +44,15 @@ pub(super) struct Progress {
 impl Progress {
     pub(super) fn new(label: &str, mode: ProgressMode) -> Self {
         let now = Instant::now();
-        Self { label: label.to_owned(), mode, started: now, last_shown: now, records: 0, bytes: 0, drawn: false }
+        Self {
+            label: label.to_owned(),
+            mode,
+            started: now,
+            last_shown: now,
+            records: 0,
+            bytes: 0,
+            drawn: false,
+        }
     }
 
     pub(super) fn advance(&mut self, records: u64, bytes: u64) {
@@ -61,7 +73,11 @@ impl Progress {
         match self.mode {
             ProgressMode::Bar => {
                 let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[2K{}: {} records, {:.0} records/s, {:.1} MB", self.label, self.records, rate, megabytes);
+                let _ = write!(
+                    err,
+                    "\r\x1b[2K{}: {} records, {:.0} records/s, {:.1} MB",
+                    self.label, self.records, rate, megabytes
+                );
                 let _ = err.flush();
                 self.drawn = true;
             }

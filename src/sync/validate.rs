@@ -18,7 +18,8 @@ impl RecordValidator {
     /// `oneOf`. DAP means "either", so every `oneOf` is read as `anyOf`.
     pub fn new(schema: &Value) -> Result<Self, String> {
         let relaxed = one_of_as_any_of(schema.clone());
-        let validator = jsonschema::validator_for(&relaxed).map_err(|e| format!("the table schema does not compile: {}", e.masked()))?;
+        let validator = jsonschema::validator_for(&relaxed)
+            .map_err(|e| format!("the table schema does not compile: {}", e.masked()))?;
         Ok(Self { validator })
     }
 
@@ -30,14 +31,23 @@ impl RecordValidator {
         let mut object = Map::new();
         object.insert("key".into(), Value::Object(std::mem::take(&mut record.key)));
         if !record.value.is_empty() {
-            object.insert("value".into(), Value::Object(std::mem::take(&mut record.value)));
+            object.insert(
+                "value".into(),
+                Value::Object(std::mem::take(&mut record.value)),
+            );
         }
         let instance = Value::Object(object);
         let result = match self.validator.validate(&instance) {
             Ok(()) => Ok(()),
-            Err(error) => Err(format!("fails schema validation at {}: {}", error.instance_path(), error.masked())),
+            Err(error) => Err(format!(
+                "fails schema validation at {}: {}",
+                error.instance_path(),
+                error.masked()
+            )),
         };
-        let Value::Object(mut object) = instance else { unreachable!("built as an object") };
+        let Value::Object(mut object) = instance else {
+            unreachable!("built as an object")
+        };
         if let Some(Value::Object(key)) = object.remove("key") {
             record.key = key;
         }
@@ -52,7 +62,12 @@ fn one_of_as_any_of(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (if k == "oneOf" { "anyOf".to_owned() } else { k }, one_of_as_any_of(v)))
+                .map(|(k, v)| {
+                    (
+                        if k == "oneOf" { "anyOf".to_owned() } else { k },
+                        one_of_as_any_of(v),
+                    )
+                })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(one_of_as_any_of).collect()),
@@ -78,8 +93,10 @@ mod tests {
 
     #[test]
     fn the_truncation_placeholder_is_valid_and_bad_records_are_not() {
-        let envelope: Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/schemas/canvas/courses.json")).unwrap();
+        let envelope: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/schemas/canvas/courses.json"
+        ))
+        .unwrap();
         let validator = RecordValidator::new(&envelope["schema"]).unwrap();
         let required = json!({
             "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "workflow_state": "available",
@@ -87,15 +104,22 @@ mod tests {
             "homeroom_course": false, "sync_enrollments_from_homeroom": false
         });
         let mut good = record(json!({"id": 1}), required.clone());
-        good.value.insert("syllabus_body".into(), json!("__dap_oversized_truncated__"));
+        good.value
+            .insert("syllabus_body".into(), json!("__dap_oversized_truncated__"));
         assert_eq!(validator.check(&mut good), Ok(()));
         assert_eq!(good.key["id"], json!(1), "the maps are put back");
-        assert_eq!(good.value["syllabus_body"], json!("__dap_oversized_truncated__"));
+        assert_eq!(
+            good.value["syllabus_body"],
+            json!("__dap_oversized_truncated__")
+        );
 
         let mut wrong_type = record(json!({"id": "one"}), required.clone());
         let reason = validator.check(&mut wrong_type).unwrap_err();
         assert!(reason.contains("/key/id"), "{reason}");
-        assert!(!reason.contains("one"), "row contents must not leak into reasons: {reason}");
+        assert!(
+            !reason.contains("one"),
+            "row contents must not leak into reasons: {reason}"
+        );
 
         let mut unknown = record(json!({"id": 2}), required);
         unknown.value.insert("surprise".into(), json!(1));

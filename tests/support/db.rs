@@ -27,7 +27,12 @@ pub struct TestDb {
 
 fn unique_name() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{PREFIX}{}_{}_{:04x}", now.as_secs(), std::process::id(), fastrand::u16(..))
+    format!(
+        "{PREFIX}{}_{}_{:04x}",
+        now.as_secs(),
+        std::process::id(),
+        fastrand::u16(..)
+    )
 }
 
 impl TestDb {
@@ -36,15 +41,25 @@ impl TestDb {
         let name = unique_name();
         let (url, dir) = match dialect {
             Dialect::Postgres => {
-                let mut admin = PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (run .ci/services)");
+                let mut admin = PgConnection::connect(PG_ADMIN)
+                    .await
+                    .expect("PostgreSQL on 127.0.0.1:5432 (run .ci/services)");
                 sweep_pg(&mut admin).await;
-                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .unwrap();
                 (format!("postgresql://postgres@127.0.0.1:5432/{name}"), None)
             }
             Dialect::Mysql => {
-                let mut admin = MySqlConnection::connect(MYSQL_ADMIN).await.expect("MariaDB on 127.0.0.1:3306 (run .ci/services)");
+                let mut admin = MySqlConnection::connect(MYSQL_ADMIN)
+                    .await
+                    .expect("MariaDB on 127.0.0.1:3306 (run .ci/services)");
                 sweep_mysql(&mut admin).await;
-                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .unwrap();
                 (format!("mysql://root@127.0.0.1:3306/{name}"), None)
             }
             Dialect::Sqlite => {
@@ -53,12 +68,19 @@ impl TestDb {
                 (format!("sqlite://{}", path.display()), Some(dir))
             }
         };
-        Self { dialect, url: DatabaseUrl::new(url), name, _dir: dir }
+        Self {
+            dialect,
+            url: DatabaseUrl::new(url),
+            name,
+            _dir: dir,
+        }
     }
 
     /// Connects and runs the migrations.
     pub async fn connect(&self) -> Db {
-        let db = Db::connect(&self.url, 10, DdlOptions::default()).await.unwrap();
+        let db = Db::connect(&self.url, 10, DdlOptions::default())
+            .await
+            .unwrap();
         db.migrate().await.unwrap();
         db
     }
@@ -71,27 +93,44 @@ impl TestDb {
     /// Runs SQL text directly (several statements on PostgreSQL and SQLite).
     pub async fn execute(&self, sql: &str) {
         let db = self.connect_raw(DdlOptions::default()).await;
-        db.execute_statements(&[dapsync::sql::Statement { sql: sql.to_owned(), own_transaction: true }], "test setup")
-            .await
-            .unwrap();
+        db.execute_statements(
+            &[dapsync::sql::Statement {
+                sql: sql.to_owned(),
+                own_transaction: true,
+            }],
+            "test setup",
+        )
+        .await
+        .unwrap();
         db.close().await;
     }
 }
 
 /// Whether a test database name is older than a day (the name carries its creation time).
 fn stale(name: &str) -> bool {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let created = name.strip_prefix(PREFIX).and_then(|rest| rest.split('_').next()).and_then(|s| s.parse::<u64>().ok());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let created = name
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|s| s.parse::<u64>().ok());
     created.is_some_and(|created| now.saturating_sub(created) > 86_400)
 }
 
 async fn sweep_pg(admin: &mut PgConnection) {
-    let names: Vec<(String,)> = sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'dapsync\\_t%'")
-        .fetch_all(&mut *admin)
-        .await
-        .unwrap_or_default();
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname::text FROM pg_database WHERE datname LIKE 'dapsync\\_t%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
     for (name,) in names.into_iter().filter(|(n,)| stale(n)) {
-        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
     }
 }
 
@@ -102,7 +141,11 @@ async fn sweep_mysql(admin: &mut MySqlConnection) {
             .await
             .unwrap_or_default();
     for (name,) in names.into_iter().filter(|(n,)| stale(n)) {
-        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await;
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .await;
     }
 }
 
@@ -117,13 +160,18 @@ impl Drop for TestDb {
         let (dialect, name) = (self.dialect, self.name.clone());
         // Drop runs outside any runtime: use a small one of its own on another thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let sql = format!("DROP DATABASE IF EXISTS {name}");
                 match dialect {
                     Dialect::Postgres => {
                         if let Ok(mut admin) = PgConnection::connect(PG_ADMIN).await {
-                            let _ = admin.execute(sqlx::AssertSqlSafe(format!("{sql} WITH (FORCE)"))).await;
+                            let _ = admin
+                                .execute(sqlx::AssertSqlSafe(format!("{sql} WITH (FORCE)")))
+                                .await;
                         }
                     }
                     Dialect::Mysql => {

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, every test on its own database and fake DAP server.
+
+mod support;
+
+mod engine;
