@@ -24,6 +24,12 @@ const OFFICIAL_ENV: [(&str, &str); 4] = [
     ("DAP_CONNECTION_STRING", "database.url"),
 ];
 
+/// `DAPSYNC_*` variables that are not configuration keys.
+const RESERVED_ENV: [&str; 1] = [
+    // Crash points for the crash-safety tests (see `failpoint`).
+    "DAPSYNC_CRASH_AT",
+];
+
 /// The whole configuration of a dapsync process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -396,7 +402,10 @@ impl Config {
                     .separator("__")
                     .try_parsing(true)
                     .source(Some(
-                        env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        env.iter()
+                            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     )),
             );
         let mut config: Config = builder

@@ -1,8 +1,9 @@
 //! The replication engine against the fake server and real databases.
 
-use dapsync::db::RunKind;
-use dapsync::fake::Changes;
-use dapsync::sync::Mode;
+use dapsync::config::OnInvalidRecord;
+use dapsync::db::{RunKind, RunOutcome};
+use dapsync::fake::{Changes, Endpoint, FakeTable, Fault};
+use dapsync::sync::{Mode, ProgressMode};
 
 use crate::support::{self, DIALECTS, TestDb};
 
@@ -44,6 +45,235 @@ async fn snapshot_then_incrementals_end_equal_to_the_source() {
             );
             support::assert_replica_matches(&engine, &fake, "canvas", "courses").await;
         }
+        engine.db().close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_chain_is_answered_with_a_new_snapshot() {
+    for dialect in DIALECTS {
+        let fake = support::fake(&[("canvas", "users", 30)]).await;
+        let db = TestDb::new(dialect).await;
+        let engine = support::engine(&fake, &db).await;
+        engine
+            .sync_table("canvas", "users", Mode::Sync)
+            .await
+            .unwrap();
+
+        // Upstream reloaded the table: the chain cannot continue.
+        fake.advance(
+            "canvas",
+            "users",
+            Changes {
+                updates: 4,
+                inserts: 2,
+                deletes: 1,
+                ..Changes::default()
+            },
+        );
+        fake.require_snapshot("canvas", "users");
+        fake.advance(
+            "canvas",
+            "users",
+            Changes {
+                updates: 3,
+                ..Changes::default()
+            },
+        );
+        let runs = engine
+            .sync_table("canvas", "users", Mode::Sync)
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1, "{dialect:?}");
+        assert_eq!(runs[0].kind, RunKind::Snapshot);
+        assert_eq!(runs[0].reason, Some("snapshot_required"));
+        support::assert_replica_matches(&engine, &fake, "canvas", "users").await;
+
+        // The failed incremental is in the run history with the server's error and uuid.
+        let history = engine
+            .db()
+            .recent_runs(Some(("canvas", "users")), 10)
+            .await
+            .unwrap();
+        let failed = history
+            .iter()
+            .find(|r| r.outcome == RunOutcome::Failed)
+            .expect("a failed run");
+        assert_eq!(failed.kind, "incremental");
+        assert_eq!(failed.error_type.as_deref(), Some("SnapshotRequiredError"));
+        assert!(failed.error_uuid.as_deref().is_some_and(|u| !u.is_empty()));
+        assert_eq!(history[0].reason.as_deref(), Some("snapshot_required"));
+
+        // Out of range (the chain fell behind the retention window) is handled the same way.
+        fake.advance(
+            "canvas",
+            "users",
+            Changes {
+                updates: 2,
+                ..Changes::default()
+            },
+        );
+        fake.inject(
+            Fault::OutOfRange,
+            Endpoint::Query.table("canvas", "users"),
+            1,
+        );
+        let runs = engine
+            .sync_table("canvas", "users", Mode::Sync)
+            .await
+            .unwrap();
+        assert_eq!(runs[0].reason, Some("out_of_range"), "{dialect:?}");
+        support::assert_replica_matches(&engine, &fake, "canvas", "users").await;
+
+        // And the chain goes on incrementally afterwards.
+        fake.advance(
+            "canvas",
+            "users",
+            Changes {
+                updates: 2,
+                inserts: 1,
+                deletes: 1,
+                ..Changes::default()
+            },
+        );
+        let runs = engine
+            .sync_table("canvas", "users", Mode::Sync)
+            .await
+            .unwrap();
+        assert_eq!(runs[0].kind, RunKind::Incremental);
+        support::assert_replica_matches(&engine, &fake, "canvas", "users").await;
+        engine.db().close().await;
+    }
+}
+
+#[tokio::test]
+async fn repeated_keys_keep_the_last_version() {
+    for dialect in DIALECTS {
+        let fake = support::fake(&[("canvas_logs", "web_logs", 60)]).await;
+        let db = TestDb::new(dialect).await;
+        let engine = support::engine(&fake, &db).await;
+        let runs = engine
+            .sync_table("canvas_logs", "web_logs", Mode::Sync)
+            .await
+            .unwrap();
+        assert_eq!(runs[0].stats.row_count, 60, "{dialect:?}");
+        support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
+        for _ in 0..2 {
+            fake.advance(
+                "canvas_logs",
+                "web_logs",
+                Changes {
+                    updates: 10,
+                    inserts: 5,
+                    deletes: 3,
+                    inserted_then_deleted: 1,
+                },
+            );
+            engine
+                .sync_table("canvas_logs", "web_logs", Mode::Sync)
+                .await
+                .unwrap();
+            support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
+        }
+        engine.db().close().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_records_go_to_the_reject_table_and_lose_nothing() {
+    for dialect in DIALECTS {
+        let mut table = FakeTable::new("canvas", "courses", 30);
+        table.bad_lines_every = Some(5);
+        let fake = support::fake(&[]).await;
+        fake.add_table(table);
+        let db = TestDb::new(dialect).await;
+        let engine = support::engine(&fake, &db).await;
+        let runs = engine
+            .sync_table("canvas", "courses", Mode::Sync)
+            .await
+            .unwrap();
+        // Rows 0, 5, ..., 25 each bring one bad line.
+        assert_eq!(runs[0].stats.rejected, 6, "{dialect:?}");
+        assert_eq!(
+            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            6
+        );
+        support::assert_replica_matches(&engine, &fake, "canvas", "courses").await;
+
+        fake.advance(
+            "canvas",
+            "courses",
+            Changes {
+                updates: 30,
+                ..Changes::default()
+            },
+        );
+        let runs = engine
+            .sync_table("canvas", "courses", Mode::Sync)
+            .await
+            .unwrap();
+        assert_eq!(runs[0].stats.rejected, 6);
+        assert_eq!(
+            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            12
+        );
+        support::assert_replica_matches(&engine, &fake, "canvas", "courses").await;
+        engine.db().close().await;
+    }
+}
+
+#[tokio::test]
+async fn with_on_invalid_record_fail_a_bad_record_fails_the_run_and_applies_nothing() {
+    for dialect in DIALECTS {
+        let fake = support::fake(&[("canvas", "courses", 20)]).await;
+        let db = TestDb::new(dialect).await;
+        let mut config = support::config(&fake, &db);
+        config.sync.on_invalid_record = OnInvalidRecord::Fail;
+        let engine = dapsync::app::engine(&config, ProgressMode::Quiet)
+            .await
+            .unwrap();
+        engine
+            .sync_table("canvas", "courses", Mode::Sync)
+            .await
+            .unwrap();
+        let before = support::dump(&engine, &fake, "canvas", "courses").await;
+
+        let mut bad = FakeTable::new("canvas", "courses", 20);
+        bad.bad_lines_every = Some(3);
+        fake.add_table(bad);
+        fake.advance(
+            "canvas",
+            "courses",
+            Changes {
+                updates: 10,
+                ..Changes::default()
+            },
+        );
+        let error = engine
+            .sync_table("canvas", "courses", Mode::Sync)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.type_name(),
+            "InvalidRecords",
+            "{dialect:?}: {}",
+            error.chain()
+        );
+        assert_eq!(
+            support::dump(&engine, &fake, "canvas", "courses").await,
+            before,
+            "nothing applied"
+        );
+        assert_eq!(
+            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            0
+        );
+        let history = engine
+            .db()
+            .recent_runs(Some(("canvas", "courses")), 1)
+            .await
+            .unwrap();
+        assert_eq!(history[0].outcome, RunOutcome::Failed);
         engine.db().close().await;
     }
 }

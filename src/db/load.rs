@@ -182,6 +182,7 @@ impl Db {
             // The rename (first statement) is atomic; the drop of the old copy may be repeated.
             self.execute_statements(&statements, "swapping the snapshot in")
                 .await?;
+            crate::failpoint::hit("mysql.snapshot.after_rename");
         }
         let mut tx = self.begin().await?;
         write_sync_state(&mut tx, plan, pending.watermark, pending.rows).await?;

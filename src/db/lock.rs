@@ -57,17 +57,15 @@ impl Db {
             }
             Pool::Mysql(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;
-                // Lock names are limited to 64 characters.
-                let lock_name = if name.len() > 64 {
-                    format!("dapsync:{:016x}", fnv1a(&name))
-                } else {
-                    name
-                };
-                let (locked,): (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK(?, 0)")
-                    .bind(&lock_name)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(DbError::sql(&context))?;
+                // Lock names are server-wide and at most 64 characters: scope them to this
+                // database with a digest.
+                let (lock_name, locked): (String, Option<i64>) = sqlx::query_as(
+                    "SELECT n, GET_LOCK(n, 0) FROM (SELECT CONCAT('dapsync:', SHA1(CONCAT(DATABASE(), '/', ?))) AS n) AS t",
+                )
+                .bind(&name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(DbError::sql(&context))?;
                 (locked == Some(1)).then_some(Held::Mysql(conn, lock_name))
             }
             Pool::Sqlite(_) => match &self.sqlite_path {

@@ -78,11 +78,12 @@ impl Db {
             }
             Pool::Mysql(pool) => {
                 let mut conn = pool.acquire().await.map_err(err("connecting"))?;
-                let locked: (Option<i64>,) =
-                    sqlx::query_as("SELECT GET_LOCK('dapsync.migrate', 600)")
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(err("locking"))?;
+                let locked: (Option<i64>,) = sqlx::query_as(
+                    "SELECT GET_LOCK(CONCAT('dapsync.migrate:', SHA1(DATABASE())), 600)",
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(err("locking"))?;
                 if locked.0 != Some(1) {
                     return Err(DbError::Inconsistent(
                         "another process holds the migration lock for over 10 minutes".into(),
@@ -116,9 +117,11 @@ impl Db {
                     Ok(())
                 }
                 .await;
-                let unlock = sqlx::query("SELECT RELEASE_LOCK('dapsync.migrate')")
-                    .execute(&mut *conn)
-                    .await;
+                let unlock = sqlx::query(
+                    "SELECT RELEASE_LOCK(CONCAT('dapsync.migrate:', SHA1(DATABASE())))",
+                )
+                .execute(&mut *conn)
+                .await;
                 result.and(unlock.map(drop).map_err(err("unlocking")))
             }
             Pool::Sqlite(pool) => {

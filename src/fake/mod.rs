@@ -109,6 +109,11 @@ pub struct FakeTable {
     /// The table's JSON Schema (version 1); `None` takes the embedded fixture of that name.
     #[serde(default)]
     pub schema: Option<Value>,
+    /// Adds a bad line to results after every row whose index is a multiple of this: in turn a
+    /// line that is not JSON, a key of the wrong type, and a property the schema does not know.
+    /// The bad lines name keys no row has, so the table's rows are unaffected.
+    #[serde(default)]
+    pub bad_lines_every: Option<u64>,
 }
 
 impl FakeTable {
@@ -120,6 +125,7 @@ impl FakeTable {
             rows,
             rows_per_object: None,
             schema: None,
+            bad_lines_every: None,
         }
     }
 }

@@ -180,6 +180,7 @@ pub(super) struct TableState {
     chain_start: Option<DateTime<Utc>>,
     retention: Option<Duration>,
     rows_per_object: usize,
+    bad_lines_every: Option<u64>,
 }
 
 impl TableState {
@@ -212,7 +213,13 @@ impl TableState {
             chain_start: None,
             retention,
             rows_per_object: rows_per_object.max(1),
+            bad_lines_every: None,
         }
+    }
+
+    /// See [`crate::fake::FakeTable::bad_lines_every`].
+    pub(super) fn set_bad_lines_every(&mut self, every: Option<u64>) {
+        self.bad_lines_every = every;
     }
 
     pub(super) fn latest_schema(&self) -> &SchemaVersion {
@@ -390,6 +397,7 @@ impl TableState {
             from_commit,
             rows_per_object: self.rows_per_object,
             repeat_keys: self.name.is(WEB_LOGS),
+            bad_lines_every: self.bad_lines_every,
         };
         Ok((window, extract))
     }
@@ -406,6 +414,7 @@ pub(super) struct Extract {
     rows_per_object: usize,
     /// At-least-once tables repeat some keys, an older version first.
     repeat_keys: bool,
+    bad_lines_every: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -474,8 +483,44 @@ impl Extract {
         for &(index, row) in group {
             self.render(index, row, &mut buffer);
             line(&buffer)?;
+            if let Some(every) = self.bad_lines_every
+                && index % every == 0
+            {
+                self.render_bad(index / every, &mut buffer);
+                line(&buffer)?;
+            }
         }
         Ok(())
+    }
+
+    /// A line no reader should accept, of one of three kinds in turn; its key is no row's key.
+    fn render_bad(&self, n: u64, buffer: &mut Vec<u8>) {
+        buffer.clear();
+        let key_name = self
+            .source
+            .schemas
+            .last()
+            .and_then(|s| {
+                s.schema
+                    .pointer("/properties/key/properties")?
+                    .as_object()?
+                    .keys()
+                    .next()
+                    .cloned()
+            })
+            .unwrap_or_else(|| "id".into());
+        let text = match n % 3 {
+            0 => format!("{{\"key\": {{\"{key_name}\": {n}}}, \"value\": {{\"cut"),
+            1 => format!(
+                "{{\"key\": {{\"{key_name}\": [\"not\", \"a\", \"key\"]}}, \"value\": {{}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}"
+            ),
+            _ => format!(
+                "{{\"key\": {{\"{key_name}\": {}}}, \"value\": {{\"dapsync_surprise_column\": 1}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}",
+                4_000_000_000_000u64 + n
+            ),
+        };
+        buffer.extend_from_slice(text.as_bytes());
+        buffer.push(b'\n');
     }
 
     /// One record and its newline, in place of what `buffer` held.

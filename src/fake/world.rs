@@ -130,7 +130,7 @@ impl World {
             .ok_or_else(|| FakeError::InvalidSchema(name.clone()))?;
         let rows_per_object = table.rows_per_object.unwrap_or(self.rows_per_object);
         let ts = self.clock.next_commit();
-        let state = TableState::new(
+        let mut state = TableState::new(
             name.clone(),
             self.seed,
             schema,
@@ -138,6 +138,7 @@ impl World {
             rows_per_object,
             ts,
         );
+        state.set_bad_lines_every(table.bad_lines_every.filter(|n| *n > 0));
         self.tables.insert(name, state);
         Ok(())
     }

@@ -68,6 +68,12 @@ pub fn schema(fake: &FakeDap, namespace: &str, table: &str) -> TableSchema {
     TableSchema::from_envelope(namespace, table, &fake.schema(namespace, table)).unwrap()
 }
 
+/// The replica's rows of a table (canonical form), as the fake's current schema sees them.
+pub async fn dump(engine: &Engine, fake: &FakeDap, namespace: &str, table: &str) -> Vec<Value> {
+    let plan = TablePlan::new(engine.db().dialect(), schema(fake, namespace, table));
+    engine.db().dump_rows(&plan).await.unwrap()
+}
+
 /// Asserts that the replica holds exactly the fake server's current rows, column for column.
 pub async fn assert_replica_matches(engine: &Engine, fake: &FakeDap, namespace: &str, table: &str) {
     let schema = schema(fake, namespace, table);
