@@ -2,5 +2,6 @@
 
 mod support;
 
+mod adopt;
 mod crash;
 mod engine;

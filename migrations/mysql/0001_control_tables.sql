@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS dapsync__table_state (
     last_error_uuid text NULL,
     last_error_message text NULL,
     last_error_at datetime(6) NULL,
-    consecutive_failures int NOT NULL DEFAULT 0,
+    consecutive_failures bigint NOT NULL DEFAULT 0,
     updated_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     CONSTRAINT pk_dapsync__table_state PRIMARY KEY (namespace, table_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

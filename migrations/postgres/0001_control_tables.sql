@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS dapsync.table_state (
     last_error_uuid text NULL,
     last_error_message text NULL,
     last_error_at timestamp with time zone NULL,
-    consecutive_failures integer NOT NULL DEFAULT 0,
+    consecutive_failures bigint NOT NULL DEFAULT 0,
     updated_at timestamp with time zone NOT NULL DEFAULT now(),
     CONSTRAINT pk_dapsync_table_state PRIMARY KEY (namespace, table_name)
 );
