@@ -2,4 +2,5 @@
 
 mod support;
 
+mod dap;
 mod engine;
