@@ -4,4 +4,5 @@ mod support;
 
 mod adopt;
 mod crash;
+mod dap;
 mod engine;

@@ -15,7 +15,16 @@ use super::client::RateLimit;
 #[derive(Debug)]
 pub(super) struct RateLimiter {
     limit: RateLimit,
-    recent: Mutex<VecDeque<Instant>>,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    /// When the recent events happened, oldest first.
+    events: VecDeque<Instant>,
+    /// When a waiter last woke up after sleeping for a slot: whoever arrived before then was
+    /// held up by the limit, if only by queueing behind that waiter.
+    woke_at: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -23,29 +32,40 @@ impl RateLimiter {
     pub(super) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
-            recent: Mutex::new(VecDeque::with_capacity(limit.max as usize)),
+            window: Mutex::new(Window {
+                events: VecDeque::with_capacity(limit.max as usize),
+                woke_at: None,
+            }),
         }
     }
 
-    /// Waits for a free slot and takes it; returns how long it waited. Dropping the future
-    /// before it finishes takes no slot.
+    /// Waits for a free slot and takes it; returns how long the limit held it up (zero when a
+    /// slot was free, even if taking it meant a moment's wait for the lock). Dropping the
+    /// future before it finishes takes no slot.
     pub(super) async fn acquire(&self) -> Duration {
         let arrived = Instant::now();
-        let mut recent = self.recent.lock().await;
+        let mut window = self.window.lock().await;
         loop {
             let now = Instant::now();
-            while recent
+            while window
+                .events
                 .front()
                 .is_some_and(|&t| now.duration_since(t) >= self.limit.per)
             {
-                recent.pop_front();
+                window.events.pop_front();
             }
-            if recent.len() < self.limit.max as usize {
-                recent.push_back(now);
-                return now.duration_since(arrived);
+            if window.events.len() < self.limit.max as usize {
+                window.events.push_back(now);
+                let held_up = window.woke_at.is_some_and(|woke| woke > arrived);
+                return if held_up {
+                    now.duration_since(arrived)
+                } else {
+                    Duration::ZERO
+                };
             }
-            if let Some(&oldest) = recent.front() {
+            if let Some(&oldest) = window.events.front() {
                 sleep_until(oldest + self.limit.per).await;
+                window.woke_at = Some(Instant::now());
             }
         }
     }
@@ -127,6 +147,14 @@ mod tests {
             assert_eq!(limiter.acquire().await, Duration::ZERO);
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
+    }
+
+    /// On the real clock, where even an uncontended lock takes a few nanoseconds.
+    #[tokio::test]
+    async fn free_slots_report_no_wait() {
+        let limiter = RateLimiter::new(RateLimit { max: 50, per: PER });
+        let waits = futures_util::future::join_all((0..50).map(|_| limiter.acquire())).await;
+        assert!(waits.iter().all(Duration::is_zero), "{waits:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -54,6 +54,9 @@ pub struct RecordedRequest {
     pub body: Option<Value>,
     /// The status the fake answered with.
     pub status: u16,
+    /// When the request arrived, by the system clock (the fake's own clock may stand still):
+    /// tests check request spacing with it, such as a client's rate limit or `Retry-After`.
+    pub received_at: DateTime<Utc>,
 }
 
 /// Fixed settings of a running server.
@@ -171,6 +174,7 @@ async fn observe(
     request: Request,
     next: Next,
 ) -> Response {
+    let received_at = Utc::now();
     let route = Endpoint::ALL
         .into_iter()
         .find(|e| e.route() == matched.as_str());
@@ -191,7 +195,7 @@ async fn observe(
                 .collect()
         })
         .unwrap_or_default();
-    let mut record = record(endpoint, &parts, &body);
+    let mut record = record(endpoint, &parts, &body, received_at);
     let response = match gate(&app, endpoint, &parts, &params, &body) {
         Gate::Answer(response) => response,
         Gate::Pass(armed) => {
@@ -208,7 +212,12 @@ async fn observe(
     response
 }
 
-fn record(endpoint: Endpoint, parts: &Parts, body: &Bytes) -> RecordedRequest {
+fn record(
+    endpoint: Endpoint,
+    parts: &Parts,
+    body: &Bytes,
+    received_at: DateTime<Utc>,
+) -> RecordedRequest {
     let text = |name: header::HeaderName| {
         parts
             .headers
@@ -246,6 +255,7 @@ fn record(endpoint: Endpoint, parts: &Parts, body: &Bytes) -> RecordedRequest {
         headers,
         body,
         status: 0,
+        received_at,
     }
 }
 

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod alloc;
 mod db;
+pub mod logs;
 
 use std::time::Duration;
 
