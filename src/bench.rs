@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -105,7 +104,7 @@ impl FakeProcess {
     async fn advance(&self, namespace: &str, table: &str, updates: u64, inserts: u64, deletes: u64) -> Result<(), Error> {
         let url = format!("{}/_fake/tables/{namespace}/{table}/advance", self.base_url);
         let body = serde_json::json!({"updates": updates, "inserts": inserts, "deletes": deletes});
-        let client = crate::dap::plain_http_client().map_err(Error::Dap)?;
+        let client = crate::dap::http_client_builder().build().map_err(|e| Error::Usage(format!("building an HTTP client: {e}")))?;
         let response = client.post(url).json(&body).send().await.map_err(|e| Error::Usage(format!("advancing the fake: {e}")))?;
         if !response.status().is_success() {
             return Err(Error::Usage(format!("advancing the fake: HTTP {}", response.status())));
@@ -415,6 +414,3 @@ pub fn describe(report: &Report) -> String {
     text.push_str(&base("  baseline", &report.incremental_baseline, report.incremental_ratio));
     text
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: Arc<()>) {}

@@ -89,6 +89,32 @@ pub enum Command {
     },
     /// Runs the bundled fake DAP server on loopback (for trying dapsync offline).
     FakeDap(FakeDapArgs),
+    /// Measures a snapshot and an incremental against the configured database, with the
+    /// database's own bulk load as a baseline; prints rows/s, MB/s and peak memory.
+    Bench(BenchArgs),
+}
+
+/// Options of `dapsync bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Rows in the table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// The table, as namespace.table.
+    #[arg(long, default_value = "canvas.submissions")]
+    pub table: String,
+    /// Share of the rows the incremental changes, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub change_percent: f64,
+    /// Records per result object.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows_per_object: usize,
+    /// The database to measure (default: the configured one).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench-results.json")]
+    pub output: PathBuf,
 }
 
 /// Options of `dapsync fake-dap`.
@@ -265,6 +291,7 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             csv,
         } => status_command(&config, namespace, table, json, csv).await,
         Command::FakeDap(args) => fake_dap_command(args).await,
+        Command::Bench(args) => bench_command(config, args).await,
     }
 }
 
@@ -415,21 +442,45 @@ async fn fake_dap_command(args: FakeDapArgs) -> Result<i32, Error> {
         tables,
         ..Default::default()
     };
-    println!(
-        "client id: {}  client secret: {}",
-        config.client_id,
-        config.client_secret.expose()
-    );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    crate::fake::serve_until(config, addr, shutdown)
+    let fake = crate::fake::FakeDap::start_on(addr, config)
         .await
         .map_err(|source| Error::Io {
-            context: "running the fake DAP server".into(),
+            context: "starting the fake DAP server".into(),
             source,
         })?;
+    // Scripts (and `dapsync bench`) read the address from the first line.
+    println!("listening on {}", fake.base_url());
+    println!(
+        "client id: {}  client secret: {}",
+        fake.client_id(),
+        fake.client_secret().expose()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    fake.shutdown().await;
+    Ok(0)
+}
+
+async fn bench_command(mut config: Config, args: BenchArgs) -> Result<i32, Error> {
+    if let Some(url) = args.database_url {
+        config.database.url = crate::config::DatabaseUrl::new(url);
+        config.database.url.dialect()?;
+    }
+    let (namespace, table) = args
+        .table
+        .split_once('.')
+        .ok_or_else(|| Error::Usage(format!("--table {}: expected namespace.table", args.table)))?;
+    let options = crate::bench::BenchOptions {
+        namespace: namespace.to_owned(),
+        table: table.to_owned(),
+        rows: args.rows,
+        change_percent: args.change_percent,
+        rows_per_object: args.rows_per_object,
+        output: args.output,
+    };
+    let report = crate::bench::run(&config, &options).await?;
+    print!("{}", crate::bench::describe(&report));
+    println!("report written to {}", options.output.display());
     Ok(0)
 }
 

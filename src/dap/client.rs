@@ -198,16 +198,20 @@ impl fmt::Debug for DapClient {
     }
 }
 
+/// An HTTP client builder set up like the DAP client's (rustls with the ring provider, dapsync's
+/// `User-Agent`), for dapsync's other outgoing requests (webhooks, the benchmark).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // reqwest is built without a default crypto provider; the error only says that a provider
+    // is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().tls_backend_rustls().user_agent(USER_AGENT)
+}
+
 impl DapClient {
     /// Builds a client (TLS by rustls with the ring provider); checks the options, sends nothing.
     pub fn new(options: ClientOptions) -> Result<Self, DapError> {
         let base_url = options.validate()?;
-        // reqwest is built without a default crypto provider; the error only says that a
-        // provider is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .tls_backend_rustls()
-            .user_agent(USER_AGENT)
+        let http = http_client_builder()
             .connect_timeout(options.connect_timeout)
             .build()
             .map_err(|e| DapError::Config(format!("cannot build the HTTP client: {e}")))?;

@@ -12,7 +12,7 @@ mod metrics;
 mod ratelimit;
 mod record;
 
-pub use client::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
+pub use client::{http_client_builder, ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 pub use download::RecordStream;
 pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};

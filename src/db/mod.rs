@@ -28,7 +28,7 @@ pub use inspect::canonical_record;
 pub use load::{Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad};
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan, line_key};
-pub use value::{Cell, ColumnCodec};
+pub use value::{Cell, ColumnCodec, write_copy_row};
 
 use crate::config::DatabaseUrl;
 use crate::sql::{DdlOptions, Dialect, Statement};
