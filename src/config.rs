@@ -24,12 +24,6 @@ const OFFICIAL_ENV: [(&str, &str); 4] = [
     ("DAP_CONNECTION_STRING", "database.url"),
 ];
 
-/// `DAPSYNC_*` variables that are not configuration keys.
-const RESERVED_ENV: [&str; 1] = [
-    // Crash points for the crash-safety tests (see `failpoint`).
-    "DAPSYNC_CRASH_AT",
-];
-
 /// The whole configuration of a dapsync process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -403,7 +397,7 @@ impl Config {
                     .try_parsing(true)
                     .source(Some(
                         env.iter()
-                            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
+                            .filter(|(k, _)| is_setting(k))
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect(),
                     )),
@@ -532,6 +526,13 @@ impl Config {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
+}
+
+/// Whether a `DAPSYNC_*` variable is a setting: every key lives in a section, so settings read
+/// `DAPSYNC_<SECTION>__<KEY>`. Others are left alone: Kubernetes service links of a Service named
+/// `dapsync` (`DAPSYNC_SERVICE_HOST`, `DAPSYNC_PORT`), the tests' `DAPSYNC_CRASH_AT`.
+fn is_setting(variable: &str) -> bool {
+    variable.strip_prefix("DAPSYNC_").is_some_and(|rest| rest.contains("__"))
 }
 
 const CREDENTIALS_HINT: &str = " (set it in the configuration file, in DAPSYNC_DAP__CLIENT_ID / DAPSYNC_DAP__CLIENT_SECRET, or in DAP_CLIENT_ID / DAP_CLIENT_SECRET)";
@@ -861,6 +862,9 @@ mod tests {
             "{}",
             error_text(&err)
         );
+        // Variables that are no settings are left alone (Kubernetes service links).
+        let env = [("DAPSYNC_SERVICE_HOST", "10.0.0.1"), ("DAPSYNC_PORT", "tcp://10.0.0.1:8080")];
+        assert!(load("", &env).is_ok());
     }
 
     #[test]
