@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 mod db;
+pub mod prometheus;
 
 use std::time::Duration;
 
