@@ -254,6 +254,7 @@ impl Runner {
         let mut attempt = 1;
         loop {
             self.status.queued(table);
+            // The semaphore is never closed: this waits for a permit.
             let permit = tokio::select! {
                 permit = self.permits.acquire() => permit,
                 () = self.stopping.cancelled() => return self.status.abandoned(table),

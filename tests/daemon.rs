@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dapsync::app;
+use dapsync::app::{self, Daemon};
 use dapsync::config::{CronSchedule, HumanDuration, NamespaceConfig};
 use dapsync::dap::{DapClient, RateLimit};
 use dapsync::db::{RunOutcome, TablePlan};
@@ -62,6 +62,14 @@ fn latest(fake: &FakeDap, tables: &[&str]) -> Vec<(TableId, DateTime<Utc>)> {
             (table, commit)
         })
         .collect()
+}
+
+/// Stops the daemon, then asserts that every table equals the source.
+async fn stop_and_compare(daemon: Daemon, fake: &FakeDap, db: &TestDb, tables: &[&str]) {
+    stop(daemon).await;
+    let engine = support::engine(fake, db).await;
+    assert_all_match(&engine, fake, tables).await;
+    engine.db().close().await;
 }
 
 async fn assert_all_match(engine: &Engine, fake: &FakeDap, tables: &[&str]) {
@@ -160,10 +168,7 @@ async fn the_concurrency_limit_and_the_shared_rate_limiter_hold() {
         .filter(|r| r.status == 429)
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
-    let engine = support::engine(&fake, &db).await;
-    assert_all_match(&engine, &fake, &tables).await;
-    stop(daemon).await;
-    engine.db().close().await;
+    stop_and_compare(daemon, &fake, &db, &tables).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,10 +217,7 @@ async fn an_overrunning_table_is_skipped_not_doubled_and_others_go_on() {
         count("canvas.users", succeeded) >= 2,
         "users waited for courses: {seen:#?}"
     );
-    let engine = support::engine(&fake, &db).await;
-    assert_all_match(&engine, &fake, &tables).await;
-    stop(daemon).await;
-    engine.db().close().await;
+    stop_and_compare(daemon, &fake, &db, &tables).await;
 }
 
 /// A webhook receiver: every JSON body POSTed to it, in order.
@@ -343,10 +345,7 @@ async fn a_failing_table_does_not_stop_the_others_and_shows_everywhere() {
     );
     assert_eq!(received[0]["namespace"], "canvas");
     assert_eq!(received[0]["uuid"], courses["last_error"]["uuid"]);
-    let engine = support::engine(&fake, &db).await;
-    assert_all_match(&engine, &fake, &tables).await;
-    stop(daemon).await;
-    engine.db().close().await;
+    stop_and_compare(daemon, &fake, &db, &tables).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,10 +387,7 @@ async fn an_account_level_error_pauses_every_table_then_they_resume() {
     let commits = advance(&fake, &tables);
     wait_synced(daemon.status(), &commits).await;
     assert_eq!(daemon.status().view().paused_until, None);
-    let engine = support::engine(&fake, &db).await;
-    assert_all_match(&engine, &fake, &tables).await;
-    stop(daemon).await;
-    engine.db().close().await;
+    stop_and_compare(daemon, &fake, &db, &tables).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,10 +414,7 @@ async fn tables_that_appear_upstream_are_picked_up_and_initialised() {
         daemon.tables().await,
         [id("canvas.courses"), id("canvas.users")]
     );
-    let engine = support::engine(&fake, &db).await;
-    assert_all_match(&engine, &fake, &["canvas.courses", "canvas.users"]).await;
-    stop(daemon).await;
-    engine.db().close().await;
+    stop_and_compare(daemon, &fake, &db, &["canvas.courses", "canvas.users"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -859,4 +852,37 @@ async fn sigterm_lets_running_tables_finish_within_the_grace_period() {
         ));
         assert!(logged(&log, "waiting for running tables to finish"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_replicates_its_tables_and_refuses_to_overwrite_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = dapsync::demo::DemoArgs {
+        database: dir.path().join("demo.db"),
+        replace: false,
+        rounds: 1,
+        port: 0,
+    };
+    let code = dapsync::demo::run(args.clone(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let db = dapsync::db::Db::connect(
+        &dapsync::config::DatabaseUrl::new(format!("sqlite://{}", args.database.display())),
+        1,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let statuses = db.table_statuses().await.unwrap();
+    let synced: Vec<&str> = statuses.iter().map(|s| s.table.as_str()).collect();
+    assert_eq!(synced, ["assignments", "courses", "enrollments", "users"]);
+    assert!(statuses.iter().all(|s| s.consecutive_failures == 0));
+    db.close().await;
+
+    let refused = dapsync::demo::run(args, std::future::pending()).await;
+    assert!(
+        matches!(&refused, Err(dapsync::error::Error::Usage(m)) if m.contains("--replace")),
+        "{refused:?}"
+    );
 }

@@ -234,6 +234,40 @@ const TABLE_COUNTERS: [TableCounter; 4] = [
     ),
 ];
 
+/// A per-table counter split by one more label: its name, help, label, and values.
+type SplitCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TableCounters) -> Vec<(&'static str, u64)>,
+);
+
+const SPLIT_COUNTERS: [SplitCounter; 3] = [
+    (
+        "dapsync_table_runs_total",
+        "Table runs by outcome.",
+        "outcome",
+        |c| vec![("success", c.succeeded), ("failed", c.failed)],
+    ),
+    (
+        "dapsync_table_skipped_total",
+        "Ticks that did not run a table: still running, locked by another process, or paused.",
+        "reason",
+        |c| {
+            SkipReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.skipped.get(r).copied().unwrap_or(0)))
+                .collect()
+        },
+    ),
+    (
+        "dapsync_table_snapshots_total",
+        "Snapshots taken, by reason.",
+        "reason",
+        |c| c.snapshots.iter().map(|(r, n)| (*r, *n)).collect(),
+    ),
+];
+
 impl Status {
     /// Every metric as Prometheus text (see [`METRICS_CONTENT_TYPE`]).
     pub fn render_metrics(&self) -> String {
@@ -257,36 +291,13 @@ impl Status {
                     out.sample(name, &labels(id), value(&entry.counters) as f64);
                 }
             }
-            let name = "dapsync_table_runs_total";
-            out.family(name, Kind::Counter, "Table runs by outcome.");
-            for (id, entry) in &tables {
-                let [ns, table] = labels(id);
-                for (outcome, n) in [
-                    ("success", entry.counters.succeeded),
-                    ("failed", entry.counters.failed),
-                ] {
-                    out.sample(name, &[ns, table, ("outcome", outcome)], n as f64);
-                }
-            }
-            let name = "dapsync_table_skipped_total";
-            out.family(
-                name,
-                Kind::Counter,
-                "Ticks that did not run a table: still running, locked by another process, or paused.",
-            );
-            for (id, entry) in &tables {
-                let [ns, table] = labels(id);
-                for reason in SkipReason::ALL {
-                    let n = entry.counters.skipped.get(&reason).copied().unwrap_or(0);
-                    out.sample(name, &[ns, table, ("reason", reason.as_str())], n as f64);
-                }
-            }
-            let name = "dapsync_table_snapshots_total";
-            out.family(name, Kind::Counter, "Snapshots taken, by reason.");
-            for (id, entry) in &tables {
-                let [ns, table] = labels(id);
-                for (reason, n) in &entry.counters.snapshots {
-                    out.sample(name, &[ns, table, ("reason", *reason)], *n as f64);
+            for (name, help, label, values) in SPLIT_COUNTERS {
+                out.family(name, Kind::Counter, help);
+                for (id, entry) in &tables {
+                    let [ns, table] = labels(id);
+                    for (value, n) in values(&entry.counters) {
+                        out.sample(name, &[ns, table, (label, value)], n as f64);
+                    }
                 }
             }
             let name = "dapsync_table_run_duration_seconds";

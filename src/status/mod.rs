@@ -37,6 +37,7 @@ pub struct TableId {
 }
 
 impl TableId {
+    /// The table `namespace.table`.
     pub fn new(namespace: impl Into<String>, table: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
