@@ -1,17 +1,27 @@
 //! The one place where everything is wired: the DAP client, the database and the engine are built
-//! from the configuration here, for the one-shot commands and the daemon alike.
+//! from the configuration here, for the one-shot commands and the daemon alike; [`Daemon`] puts
+//! the scheduler, the HTTP endpoint and the systemd notifications around them.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
 use crate::error::Error;
+use crate::notify::Notifier;
+use crate::scheduler::{Scheduler, SchedulerOptions};
+use crate::status::{Status, TableId};
 use crate::sync::{Engine, Mode, ProgressMode, RunReport, SyncError, SyncOptions};
+use crate::webhook::Webhooks;
 
 /// The DAP client options the configuration describes.
 pub fn client_options(config: &Config) -> Result<ClientOptions, Error> {
@@ -89,23 +99,7 @@ pub async fn resolve_tables(
     dap: &DapClient,
     namespaces: &BTreeMap<String, NamespaceConfig>,
 ) -> Result<Vec<(String, String)>, Error> {
-    let mut tables = Vec::new();
-    for (namespace, selection) in namespaces {
-        let names = if selection.needs_listing() {
-            dap.list_tables(namespace).await?
-        } else {
-            selection.tables.clone()
-        };
-        tables.extend(
-            names
-                .into_iter()
-                .filter(|t| selection.selects(t))
-                .map(|t| (namespace.clone(), t)),
-        );
-    }
-    tables.sort();
-    tables.dedup();
-    Ok(tables)
+    Ok(crate::scheduler::resolve_tables(dap, namespaces).await?)
 }
 
 /// The selection `--namespace NS --table a,b|all` as a namespace configuration.
@@ -155,4 +149,150 @@ pub async fn sync_tables(
     }
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// The scheduler options the configuration describes.
+pub fn scheduler_options(config: &Config) -> SchedulerOptions {
+    let sync = &config.sync;
+    SchedulerOptions {
+        namespaces: config.namespaces.clone(),
+        schedule: sync.schedule.clone(),
+        max_concurrent_tables: sync.max_concurrent_tables,
+        run_attempts: sync.run_attempts,
+        run_backoff: sync.run_backoff.0,
+        account_pause: sync.account_pause.0,
+        refresh_tables: sync.refresh_tables.0,
+        shutdown_grace: sync.shutdown_grace.0,
+    }
+}
+
+/// The service as `dapsync run` runs it: the scheduler, the HTTP endpoint and the systemd
+/// notifications around one engine.
+#[derive(Debug)]
+pub struct Daemon {
+    status: Status,
+    scheduler: Scheduler,
+    db: Db,
+    http: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    stop_http: CancellationToken,
+    notifier: Arc<Notifier>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Connects, starts the scheduler and the HTTP endpoint (if enabled; port 0 picks a free
+    /// one), and tells systemd the service is ready.
+    pub async fn start(config: &Config) -> Result<Daemon, Error> {
+        let engine = engine(config, ProgressMode::Log).await?;
+        let status = Status::new(Some(engine.dap().clone()));
+        Self::start_with(config, engine, status).await
+    }
+
+    /// [`Daemon::start`] on an engine and a status model built by the caller (tests use their
+    /// own client options, and subscribe to the events before the first run starts).
+    pub async fn start_with(
+        config: &Config,
+        engine: Engine,
+        status: Status,
+    ) -> Result<Daemon, Error> {
+        let notifier = Arc::new(Notifier::from_env());
+        let webhooks = Webhooks::new(&config.webhooks)?;
+        // Bound before anything runs, so that a busy port fails the start-up.
+        let listener = match config.http.enabled {
+            true => Some(
+                TcpListener::bind(config.http.listen)
+                    .await
+                    .map_err(|source| Error::Io {
+                        context: format!("listening on {}", config.http.listen),
+                        source,
+                    })?,
+            ),
+            false => None,
+        };
+        let db = engine.db().clone();
+        let options = scheduler_options(config);
+        let scheduler = Scheduler::start(engine, options, status.clone(), webhooks).await?;
+        let stop_http = CancellationToken::new();
+        let http = match listener {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|source| Error::Io {
+                    context: "reading the HTTP listen address".into(),
+                    source,
+                })?;
+                tracing::info!(address = %addr, "http endpoint listening");
+                let serve = crate::http::serve(
+                    listener,
+                    status.clone(),
+                    stop_http.clone().cancelled_owned(),
+                );
+                Some((addr, tokio::spawn(serve)))
+            }
+            None => None,
+        };
+        let tables = scheduler.tables().await.len();
+        notifier.status(&format!("syncing {tables} tables"));
+        notifier.ready();
+        let watchdog = notifier.watchdog_interval().map(|every| {
+            let (notifier, status) = (notifier.clone(), status.clone());
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                loop {
+                    ticks.tick().await;
+                    // A stalled scheduler goes without pings, so systemd restarts the service.
+                    if status.is_alive() {
+                        notifier.watchdog();
+                    }
+                }
+            })
+        });
+        Ok(Daemon {
+            status,
+            scheduler,
+            db,
+            http,
+            stop_http,
+            notifier,
+            watchdog,
+        })
+    }
+
+    /// The read model the endpoint serves.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Where the HTTP endpoint listens, if it is enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The tables scheduled now.
+    pub async fn tables(&self) -> Vec<TableId> {
+        self.scheduler.tables().await
+    }
+
+    /// Stops: running tables get the grace period to finish (see [`Scheduler::shutdown`];
+    /// `cut_short` ends it early), then the endpoint closes and the database pool with it.
+    pub async fn shutdown(self, cut_short: impl Future<Output = ()>) {
+        self.notifier.stopping();
+        self.scheduler.shutdown(cut_short).await;
+        self.stop_http.cancel();
+        if let Some((_, task)) = self.http {
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Err(error))) => tracing::warn!(%error, "the http endpoint failed"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("the http endpoint did not stop in time"),
+            }
+        }
+        if let Some(watchdog) = self.watchdog {
+            watchdog.abort();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database connections did not close in time");
+        }
+        tracing::info!("stopped");
+    }
 }

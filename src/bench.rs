@@ -84,15 +84,27 @@ impl FakeProcess {
         };
         let exe = std::env::current_exe().map_err(io("finding the dapsync binary"))?;
         let mut child = Command::new(exe)
-            .args(["fake-dap", "--port", "0", "--rows-per-object", &options.rows_per_object.to_string()])
+            .args([
+                "fake-dap",
+                "--port",
+                "0",
+                "--rows-per-object",
+                &options.rows_per_object.to_string(),
+            ])
             .arg("--rows")
-            .arg(format!("{}.{}={}", options.namespace, options.table, options.rows))
+            .arg(format!(
+                "{}.{}={}",
+                options.namespace, options.table, options.rows
+            ))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(io("starting the fake DAP server"))?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::Usage("the fake DAP server has no stdout".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Usage("the fake DAP server has no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
         let base_url = lines
             .find_map(|line| line.ok()?.strip_prefix("listening on ").map(str::to_owned))
@@ -101,13 +113,30 @@ impl FakeProcess {
     }
 
     /// Applies one change round through the fake's admin API.
-    async fn advance(&self, namespace: &str, table: &str, updates: u64, inserts: u64, deletes: u64) -> Result<(), Error> {
+    async fn advance(
+        &self,
+        namespace: &str,
+        table: &str,
+        updates: u64,
+        inserts: u64,
+        deletes: u64,
+    ) -> Result<(), Error> {
         let url = format!("{}/_fake/tables/{namespace}/{table}/advance", self.base_url);
         let body = serde_json::json!({"updates": updates, "inserts": inserts, "deletes": deletes});
-        let client = crate::dap::http_client_builder().build().map_err(|e| Error::Usage(format!("building an HTTP client: {e}")))?;
-        let response = client.post(url).json(&body).send().await.map_err(|e| Error::Usage(format!("advancing the fake: {e}")))?;
+        let client = crate::dap::http_client_builder()
+            .build()
+            .map_err(|e| Error::Usage(format!("building an HTTP client: {e}")))?;
+        let response = client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Error::Usage(format!("advancing the fake: {e}")))?;
         if !response.status().is_success() {
-            return Err(Error::Usage(format!("advancing the fake: HTTP {}", response.status())));
+            return Err(Error::Usage(format!(
+                "advancing the fake: HTTP {}",
+                response.status()
+            )));
         }
         Ok(())
     }
@@ -139,7 +168,10 @@ fn peak_rss_mb() -> f64 {
 pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Error> {
     let dialect = config.database.url.dialect()?;
     let label = format!("{}.{}", options.namespace, options.table);
-    eprintln!("bench: generating {} rows of {label} in the fake DAP server", options.rows);
+    eprintln!(
+        "bench: generating {} rows of {label} in the fake DAP server",
+        options.rows
+    );
     let fake = FakeProcess::start(options)?;
     let mut config = config.clone();
     config.dap.base_url = fake.base_url.clone();
@@ -152,7 +184,13 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     let db = crate::app::database(&config).await?;
     let (ns, table) = (options.namespace.as_str(), options.table.as_str());
     if let Some(state) = db.sync_state(ns, table).await? {
-        let stored = TableSchema::from_json_schema(ns, table, state.schema_version, &serde_json::from_str(&state.schema_description).unwrap_or_default()).ok();
+        let stored = TableSchema::from_json_schema(
+            ns,
+            table,
+            state.schema_version,
+            &serde_json::from_str(&state.schema_description).unwrap_or_default(),
+        )
+        .ok();
         db.drop_replica(ns, table, stored.as_ref()).await?;
     }
 
@@ -160,17 +198,26 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     // identical query with the same job: warming the query up keeps generation out of the timing.
     let snapshot_job = dap.query(ns, table, Query::Snapshot).await?;
     let schema = TableSchema::from_envelope(ns, table, &dap.get_schema(ns, table).await?)?;
-    let engine = Engine::new(dap.clone(), db.clone(), crate::app::sync_options(&config, ProgressMode::detect()));
+    let engine = Engine::new(
+        dap.clone(),
+        db.clone(),
+        crate::app::sync_options(&config, ProgressMode::detect()),
+    );
 
     eprintln!("bench: snapshot");
     let snapshot = measure(&engine, ns, table, options.rows).await?;
-    let snapshot_baseline = baseline_snapshot(&db, &dap, &schema, &snapshot_job, &config.database.url).await?;
+    let snapshot_baseline =
+        baseline_snapshot(&db, &dap, &schema, &snapshot_job, &config.database.url).await?;
 
     let changes = ((options.rows as f64) * options.change_percent / 100.0).round() as u64;
     let (updates, inserts) = (changes * 8 / 10, changes / 10);
     let deletes = changes - updates - inserts;
     fake.advance(ns, table, updates, inserts, deletes).await?;
-    let since = db.sync_state(ns, table).await?.map(|s| s.since).ok_or_else(|| Error::Usage("the snapshot left no sync state".into()))?;
+    let since = db
+        .sync_state(ns, table)
+        .await?
+        .map(|s| s.since)
+        .ok_or_else(|| Error::Usage("the snapshot left no sync state".into()))?;
     let incremental_job = dap.query(ns, table, Query::Incremental { since }).await?;
     let incremental_baseline = if dialect == Dialect::Postgres {
         Some(baseline_incremental(&db, &dap, &schema, &incremental_job).await?)
@@ -180,7 +227,11 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     eprintln!("bench: incremental");
     let incremental = measure(&engine, ns, table, changes).await?;
 
-    let ratio = |phase: &Phase, baseline: &Option<Baseline>| baseline.as_ref().map(|b| phase.rows_per_sec / b.rows_per_sec);
+    let ratio = |phase: &Phase, baseline: &Option<Baseline>| {
+        baseline
+            .as_ref()
+            .map(|b| phase.rows_per_sec / b.rows_per_sec)
+    };
     let report = Report {
         dapsync_version: env!("CARGO_PKG_VERSION"),
         database: dialect,
@@ -194,27 +245,54 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
         incremental_baseline,
     };
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    std::fs::write(&options.output, json + "\n").map_err(|source| Error::Io { context: format!("writing {}", options.output.display()), source })?;
+    std::fs::write(&options.output, json + "\n").map_err(|source| Error::Io {
+        context: format!("writing {}", options.output.display()),
+        source,
+    })?;
     db.close().await;
     Ok(report)
 }
 
 /// Runs one sync of the table and measures it.
-async fn measure(engine: &Engine, namespace: &str, table: &str, expected_rows: u64) -> Result<Phase, Error> {
+async fn measure(
+    engine: &Engine,
+    namespace: &str,
+    table: &str,
+    expected_rows: u64,
+) -> Result<Phase, Error> {
     reset_peak_rss();
     let started = Instant::now();
     let runs = engine.sync_table(namespace, table, Mode::Sync).await?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_mb = peak_rss_mb();
     let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
-    let rows = runs.iter().map(|r| (r.stats.upserted + r.stats.deleted) as u64).sum::<u64>().max(expected_rows.min(1));
-    Ok(Phase { rows, seconds, rows_per_sec: rows as f64 / seconds, mb_per_sec: bytes as f64 / 1e6 / seconds, peak_rss_mb })
+    let rows = runs
+        .iter()
+        .map(|r| (r.stats.upserted + r.stats.deleted) as u64)
+        .sum::<u64>()
+        .max(expected_rows.min(1));
+    Ok(Phase {
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+        mb_per_sec: bytes as f64 / 1e6 / seconds,
+        peak_rss_mb,
+    })
 }
 
 /// Writes a job's records to a file in the database's bulk-load text format (tab-separated,
 /// `\N` for NULL, backslash escapes). With `flags`, every row ends with the delete flag.
-async fn write_load_file(dap: &DapClient, plan: &TablePlan, job: &CompleteJob, path: &Path, flags: bool) -> Result<u64, Error> {
-    let file = std::fs::File::create(path).map_err(|source| Error::Io { context: format!("creating {}", path.display()), source })?;
+async fn write_load_file(
+    dap: &DapClient,
+    plan: &TablePlan,
+    job: &CompleteJob,
+    path: &Path,
+    flags: bool,
+) -> Result<u64, Error> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        context: format!("creating {}", path.display()),
+        source,
+    })?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut stream = dap.records(job);
     let mut rows = 0;
@@ -223,7 +301,13 @@ async fn write_load_file(dap: &DapClient, plan: &TablePlan, job: &CompleteJob, p
     while let Some(batch) = stream.next_batch().await {
         for mut record in batch?.records {
             let delete = record.action == crate::dap::Action::Delete;
-            let Ok(mut row) = (if delete { plan.key_row(&mut record) } else { plan.row(&mut record) }) else { continue };
+            let Ok(mut row) = (if delete {
+                plan.key_row(&mut record)
+            } else {
+                plan.row(&mut record)
+            }) else {
+                continue;
+            };
             row.resize(plan.columns.names.len(), Cell::Null);
             if mysql {
                 // LOAD DATA reads booleans as integers and binary(16) from the hex `SET` below.
@@ -241,11 +325,17 @@ async fn write_load_file(dap: &DapClient, plan: &TablePlan, job: &CompleteJob, p
             } else {
                 write_copy_row(&row, &mut buffer);
             }
-            out.write_all(&buffer).map_err(|source| Error::Io { context: "writing the load file".into(), source })?;
+            out.write_all(&buffer).map_err(|source| Error::Io {
+                context: "writing the load file".into(),
+                source,
+            })?;
             rows += 1;
         }
     }
-    out.flush().map_err(|source| Error::Io { context: "writing the load file".into(), source })?;
+    out.flush().map_err(|source| Error::Io {
+        context: "writing the load file".into(),
+        source,
+    })?;
     Ok(rows)
 }
 
@@ -253,7 +343,13 @@ fn load_file_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("dapsync-bench-{}-{name}.tsv", std::process::id()))
 }
 
-async fn baseline_snapshot(db: &Db, dap: &DapClient, schema: &TableSchema, job: &CompleteJob, url: &DatabaseUrl) -> Result<Option<Baseline>, Error> {
+async fn baseline_snapshot(
+    db: &Db,
+    dap: &DapClient,
+    schema: &TableSchema,
+    job: &CompleteJob,
+    url: &DatabaseUrl,
+) -> Result<Option<Baseline>, Error> {
     let dialect = db.dialect();
     if dialect == Dialect::Sqlite {
         return Ok(None);
@@ -262,20 +358,41 @@ async fn baseline_snapshot(db: &Db, dap: &DapClient, schema: &TableSchema, job: 
     let path = load_file_path("snapshot");
     let rows = write_load_file(dap, &plan, job, &path, false).await?;
     make_world_readable(&path);
-    let baseline = crate::sql::TableNames { table: format!("{}__bench_baseline", plan.live.table), ..plan.live.clone() };
+    let baseline = crate::sql::TableNames {
+        table: format!("{}__bench_baseline", plan.live.table),
+        ..plan.live.clone()
+    };
     let qualified = baseline.qualified();
-    db.execute_statements(&statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]), "bench").await?;
+    db.execute_statements(
+        &statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]),
+        "bench",
+    )
+    .await?;
     let like = match dialect {
-        Dialect::Postgres => format!("CREATE TABLE {qualified} (LIKE {} INCLUDING ALL)", plan.live.qualified()),
+        Dialect::Postgres => format!(
+            "CREATE TABLE {qualified} (LIKE {} INCLUDING ALL)",
+            plan.live.qualified()
+        ),
         _ => format!("CREATE TABLE {qualified} LIKE {}", plan.live.qualified()),
     };
-    db.execute_statements(&statements(&[&like]), "bench").await?;
-    let columns: Vec<String> = plan.columns.names.iter().map(|c| dialect.quote_ident(c)).collect();
+    db.execute_statements(&statements(&[&like]), "bench")
+        .await?;
+    let columns: Vec<String> = plan
+        .columns
+        .names
+        .iter()
+        .map(|c| dialect.quote_ident(c))
+        .collect();
     let started = Instant::now();
     let method = match dialect {
         Dialect::Postgres => {
-            let copy = format!("COPY {qualified} ({}) FROM {}", columns.join(", "), dialect.quote_literal(&path.display().to_string()));
-            db.execute_statements(&statements(&[&copy]), "bench: COPY FROM file").await?;
+            let copy = format!(
+                "COPY {qualified} ({}) FROM {}",
+                columns.join(", "),
+                dialect.quote_literal(&path.display().to_string())
+            );
+            db.execute_statements(&statements(&[&copy]), "bench: COPY FROM file")
+                .await?;
             "PostgreSQL COPY FROM a local file".to_owned()
         }
         _ => {
@@ -284,35 +401,71 @@ async fn baseline_snapshot(db: &Db, dap: &DapClient, schema: &TableSchema, job: 
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    db.execute_statements(&statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]), "bench").await?;
+    db.execute_statements(
+        &statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]),
+        "bench",
+    )
+    .await?;
     let _ = std::fs::remove_file(&path);
-    Ok(Some(Baseline { method, rows, seconds, rows_per_sec: rows as f64 / seconds }))
+    Ok(Some(Baseline {
+        method,
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+    }))
 }
 
 /// PostgreSQL: the change set applied by hand to a copy of the table: COPY into a temporary
 /// table, one `INSERT ... ON CONFLICT`, one `DELETE ... USING`.
-async fn baseline_incremental(db: &Db, dap: &DapClient, schema: &TableSchema, job: &CompleteJob) -> Result<Baseline, Error> {
+async fn baseline_incremental(
+    db: &Db,
+    dap: &DapClient,
+    schema: &TableSchema,
+    job: &CompleteJob,
+) -> Result<Baseline, Error> {
     let d = Dialect::Postgres;
     let plan = TablePlan::new(d, schema.clone());
     let path = load_file_path("changes");
     let rows = write_load_file(dap, &plan, job, &path, true).await?;
     make_world_readable(&path);
-    let copy_table = crate::sql::TableNames { table: format!("{}__bench_incremental", plan.live.table), ..plan.live.clone() };
+    let copy_table = crate::sql::TableNames {
+        table: format!("{}__bench_incremental", plan.live.table),
+        ..plan.live.clone()
+    };
     let target = copy_table.qualified();
     db.execute_statements(
         &statements(&[
             &format!("DROP TABLE IF EXISTS {target}"),
-            &format!("CREATE TABLE {target} (LIKE {} INCLUDING ALL)", plan.live.qualified()),
-            &format!("INSERT INTO {target} SELECT * FROM {}", plan.live.qualified()),
+            &format!(
+                "CREATE TABLE {target} (LIKE {} INCLUDING ALL)",
+                plan.live.qualified()
+            ),
+            &format!(
+                "INSERT INTO {target} SELECT * FROM {}",
+                plan.live.qualified()
+            ),
             &format!("VACUUM ANALYZE {target}"),
         ]),
         "bench",
     )
     .await?;
-    let columns: Vec<String> = plan.columns.names.iter().map(|c| d.quote_ident(c)).collect();
+    let columns: Vec<String> = plan
+        .columns
+        .names
+        .iter()
+        .map(|c| d.quote_ident(c))
+        .collect();
     let key: Vec<&String> = columns.iter().take(plan.columns.key_len).collect();
-    let key_list = key.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
-    let set: Vec<String> = columns.iter().skip(plan.columns.key_len).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let key_list = key
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set: Vec<String> = columns
+        .iter()
+        .skip(plan.columns.key_len)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
     let matches: Vec<String> = key.iter().map(|k| format!("t.{k} = c.{k}")).collect();
     let script = format!(
         "BEGIN;\
@@ -329,15 +482,30 @@ async fn baseline_incremental(db: &Db, dap: &DapClient, schema: &TableSchema, jo
         matches = matches.join(" AND "),
     );
     let started = Instant::now();
-    db.execute_statements(&statements(&[&script]), "bench: change set by hand").await?;
+    db.execute_statements(&statements(&[&script]), "bench: change set by hand")
+        .await?;
     let seconds = started.elapsed().as_secs_f64();
-    db.execute_statements(&statements(&[&format!("DROP TABLE IF EXISTS {target}")]), "bench").await?;
+    db.execute_statements(
+        &statements(&[&format!("DROP TABLE IF EXISTS {target}")]),
+        "bench",
+    )
+    .await?;
     let _ = std::fs::remove_file(&path);
-    Ok(Baseline { method: "COPY into a temporary table, INSERT ... ON CONFLICT, DELETE ... USING".into(), rows, seconds, rows_per_sec: rows as f64 / seconds })
+    Ok(Baseline {
+        method: "COPY into a temporary table, INSERT ... ON CONFLICT, DELETE ... USING".into(),
+        rows,
+        seconds,
+        rows_per_sec: rows as f64 / seconds,
+    })
 }
 
 fn statements(sql: &[&str]) -> Vec<crate::sql::Statement> {
-    sql.iter().map(|s| crate::sql::Statement { sql: (*s).to_owned(), own_transaction: true }).collect()
+    sql.iter()
+        .map(|s| crate::sql::Statement {
+            sql: (*s).to_owned(),
+            own_transaction: true,
+        })
+        .collect()
 }
 
 /// The database server reads the file itself (PostgreSQL `COPY FROM 'file'`).
@@ -347,8 +515,15 @@ fn make_world_readable(path: &Path) {
 }
 
 /// Runs `LOAD DATA LOCAL INFILE` through the `mariadb` (or `mysql`) command-line client.
-fn mysql_load_data(url: &DatabaseUrl, table: &str, plan: &TablePlan, schema: &TableSchema, path: &Path) -> Result<(), Error> {
-    let parsed = reqwest::Url::parse(&url.expose().replacen("mariadb://", "mysql://", 1)).map_err(|e| Error::Usage(format!("database URL: {e}")))?;
+fn mysql_load_data(
+    url: &DatabaseUrl,
+    table: &str,
+    plan: &TablePlan,
+    schema: &TableSchema,
+    path: &Path,
+) -> Result<(), Error> {
+    let parsed = reqwest::Url::parse(&url.expose().replacen("mariadb://", "mysql://", 1))
+        .map_err(|e| Error::Usage(format!("database URL: {e}")))?;
     let mut variables = Vec::new();
     let mut sets = Vec::new();
     for (column, physical) in schema.columns.iter().zip(&plan.columns.names) {
@@ -361,7 +536,11 @@ fn mysql_load_data(url: &DatabaseUrl, table: &str, plan: &TablePlan, schema: &Ta
             variables.push(quoted);
         }
     }
-    let set = if sets.is_empty() { String::new() } else { format!(" SET {}", sets.join(", ")) };
+    let set = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(" SET {}", sets.join(", "))
+    };
     let sql = format!(
         "SET unique_checks = 1; LOAD DATA LOCAL INFILE {} INTO TABLE {table} CHARACTER SET utf8mb4 ({}){set}",
         Dialect::Mysql.quote_literal(&path.display().to_string()),
@@ -371,7 +550,10 @@ fn mysql_load_data(url: &DatabaseUrl, table: &str, plan: &TablePlan, schema: &Ta
     let mut command = Command::new(client);
     command
         .arg("--local-infile=1")
-        .arg(format!("--host={}", parsed.host_str().unwrap_or("127.0.0.1")))
+        .arg(format!(
+            "--host={}",
+            parsed.host_str().unwrap_or("127.0.0.1")
+        ))
         .arg(format!("--port={}", parsed.port().unwrap_or(3306)))
         .arg(format!("--user={}", parsed.username()))
         .arg(parsed.path().trim_start_matches('/'))
@@ -380,21 +562,31 @@ fn mysql_load_data(url: &DatabaseUrl, table: &str, plan: &TablePlan, schema: &Ta
     if let Some(password) = parsed.password() {
         command.env("MYSQL_PWD", password);
     }
-    let output = command.output().map_err(|source| Error::Io { context: format!("running {client}"), source })?;
+    let output = command.output().map_err(|source| Error::Io {
+        context: format!("running {client}"),
+        source,
+    })?;
     if !output.status.success() {
-        return Err(Error::Usage(format!("{client} LOAD DATA failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+        return Err(Error::Usage(format!(
+            "{client} LOAD DATA failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
     Ok(())
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// The report as a few lines for people.
 pub fn describe(report: &Report) -> String {
     let phase = |name: &str, p: &Phase| {
-        format!("{name:<12} {:>10} rows {:>8.2} s {:>10.0} rows/s {:>7.1} MB/s  peak RSS {:>6.1} MB\n", p.rows, p.seconds, p.rows_per_sec, p.mb_per_sec, p.peak_rss_mb)
+        format!(
+            "{name:<12} {:>10} rows {:>8.2} s {:>10.0} rows/s {:>7.1} MB/s  peak RSS {:>6.1} MB\n",
+            p.rows, p.seconds, p.rows_per_sec, p.mb_per_sec, p.peak_rss_mb
+        )
     };
     let base = |name: &str, b: &Option<Baseline>, ratio: Option<f64>| match b {
         Some(b) => format!(
@@ -407,10 +599,21 @@ pub fn describe(report: &Report) -> String {
         ),
         None => String::new(),
     };
-    let mut text = format!("dapsync bench: {} on {:?}, {} rows\n", report.table, report.database, report.rows);
+    let mut text = format!(
+        "dapsync bench: {} on {:?}, {} rows\n",
+        report.table, report.database, report.rows
+    );
     text.push_str(&phase("snapshot", &report.snapshot));
-    text.push_str(&base("  baseline", &report.snapshot_baseline, report.snapshot_ratio));
+    text.push_str(&base(
+        "  baseline",
+        &report.snapshot_baseline,
+        report.snapshot_ratio,
+    ));
     text.push_str(&phase("incremental", &report.incremental));
-    text.push_str(&base("  baseline", &report.incremental_baseline, report.incremental_ratio));
+    text.push_str(&base(
+        "  baseline",
+        &report.incremental_baseline,
+        report.incremental_ratio,
+    ));
     text
 }

@@ -89,6 +89,12 @@ pub enum Command {
     },
     /// Runs the bundled fake DAP server on loopback (for trying dapsync offline).
     FakeDap(FakeDapArgs),
+    /// Runs as a service: syncs the selected tables on their schedules, serves /healthz,
+    /// /readyz, /status and /metrics, and stops cleanly on SIGTERM or SIGINT.
+    Run,
+    /// A first run: replicates a few tables from the bundled fake DAP server into a local
+    /// SQLite file with the real daemon for a few rounds (about 20 s), then shows the status.
+    Demo(crate::demo::DemoArgs),
     /// Measures a snapshot and an incremental against the configured database, with the
     /// database's own bulk load as a baseline; prints rows/s, MB/s and peak memory.
     Bench(BenchArgs),
@@ -181,10 +187,12 @@ pub fn main() -> ExitCode {
         }
     };
     let format = cli.log_format.unwrap_or(config.log.format);
-    let level = cli
-        .log_level
-        .clone()
-        .unwrap_or_else(|| config.log.level.clone());
+    let level = match (&cli.log_level, &cli.command) {
+        (Some(level), _) => level.clone(),
+        // One line per table run, between the demo's own lines.
+        (None, Command::Demo(_)) => "warn,dapsync::scheduler=info".to_owned(),
+        (None, _) => config.log.level.clone(),
+    };
     if let Err(error) = crate::telemetry::init(format, &level) {
         eprintln!("dapsync: cannot set up logging: {error}");
         return ExitCode::from(EXIT_CONFIG as u8);
@@ -291,8 +299,55 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             csv,
         } => status_command(&config, namespace, table, json, csv).await,
         Command::FakeDap(args) => fake_dap_command(args).await,
+        Command::Run => run_command(&config).await,
+        Command::Demo(args) => {
+            let mut signals = Signals::new()?;
+            crate::demo::run(args, signals.recv()).await
+        }
         Command::Bench(args) => bench_command(config, args).await,
     }
+}
+
+/// SIGTERM and SIGINT, caught from the moment this is built.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Error> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let io = |source| Error::Io {
+            context: "installing the signal handlers".into(),
+            source,
+        };
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(io)?,
+            int: signal(SignalKind::interrupt()).map_err(io)?,
+        })
+    }
+
+    /// Completes at the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// `dapsync run`: the daemon until SIGTERM or SIGINT; a second signal cuts the grace short.
+async fn run_command(config: &Config) -> Result<i32, Error> {
+    // Before anything starts, so that a signal during start-up stops the daemon cleanly.
+    let mut signals = Signals::new()?;
+    let daemon = app::Daemon::start(config).await?;
+    signals.recv().await;
+    tracing::info!(
+        grace_s = config.sync.shutdown_grace.0.as_secs_f64(),
+        "stopping: no new runs; a second signal cuts running tables short"
+    );
+    daemon.shutdown(signals.recv()).await;
+    Ok(0)
 }
 
 /// The selection of a command: its arguments, or the configuration's.
@@ -534,36 +589,7 @@ async fn status_command(
     } else if csv {
         print_csv(&statuses, &lag).await?;
     } else {
-        println!(
-            "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR",
-            "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS"
-        );
-        for s in &statuses {
-            println!(
-                "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  {}",
-                format!("{}.{}", s.namespace, s.table),
-                state_word(s),
-                s.synced_until
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .unwrap_or_else(|| "-".into()),
-                lag(s).map(human_seconds).unwrap_or_else(|| "-".into()),
-                s.schema_version
-                    .map(|v| format!("v{v}"))
-                    .unwrap_or_else(|| "-".into()),
-                s.row_count
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                match (&s.last_error_type, &s.last_error_message) {
-                    (Some(kind), Some(message)) if s.consecutive_failures > 0 => {
-                        format!(
-                            "{kind} (uuid {}): {message}",
-                            s.last_error_uuid.as_deref().unwrap_or("-")
-                        )
-                    }
-                    _ => "-".into(),
-                }
-            );
-        }
+        print_status_table(&statuses);
     }
     let failing = statuses
         .iter()
@@ -581,6 +607,43 @@ async fn status_command(
         return Ok(EXIT_FAILURE);
     }
     Ok(0)
+}
+
+/// Prints statuses as the table `dapsync status` shows (state, synced until, lag, schema, rows,
+/// last error).
+pub fn print_status_table(statuses: &[TableStatus]) {
+    let now = Utc::now();
+    let lag = |s: &TableStatus| s.synced_until.map(|t| (now - t).num_seconds());
+    println!(
+        "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR",
+        "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS"
+    );
+    for s in statuses {
+        println!(
+            "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  {}",
+            format!("{}.{}", s.namespace, s.table),
+            state_word(s),
+            s.synced_until
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .unwrap_or_else(|| "-".into()),
+            lag(s).map(human_seconds).unwrap_or_else(|| "-".into()),
+            s.schema_version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            s.row_count
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            match (&s.last_error_type, &s.last_error_message) {
+                (Some(kind), Some(message)) if s.consecutive_failures > 0 => {
+                    format!(
+                        "{kind} (uuid {}): {message}",
+                        s.last_error_uuid.as_deref().unwrap_or("-")
+                    )
+                }
+                _ => "-".into(),
+            }
+        );
+    }
 }
 
 async fn print_csv(

@@ -532,7 +532,9 @@ impl Config {
 /// `DAPSYNC_<SECTION>__<KEY>`. Others are left alone: Kubernetes service links of a Service named
 /// `dapsync` (`DAPSYNC_SERVICE_HOST`, `DAPSYNC_PORT`), the tests' `DAPSYNC_CRASH_AT`.
 fn is_setting(variable: &str) -> bool {
-    variable.strip_prefix("DAPSYNC_").is_some_and(|rest| rest.contains("__"))
+    variable
+        .strip_prefix("DAPSYNC_")
+        .is_some_and(|rest| rest.contains("__"))
 }
 
 const CREDENTIALS_HINT: &str = " (set it in the configuration file, in DAPSYNC_DAP__CLIENT_ID / DAPSYNC_DAP__CLIENT_SECRET, or in DAP_CLIENT_ID / DAP_CLIENT_SECRET)";
@@ -863,7 +865,10 @@ mod tests {
             error_text(&err)
         );
         // Variables that are no settings are left alone (Kubernetes service links).
-        let env = [("DAPSYNC_SERVICE_HOST", "10.0.0.1"), ("DAPSYNC_PORT", "tcp://10.0.0.1:8080")];
+        let env = [
+            ("DAPSYNC_SERVICE_HOST", "10.0.0.1"),
+            ("DAPSYNC_PORT", "tcp://10.0.0.1:8080"),
+        ];
         assert!(load("", &env).is_ok());
     }
 

@@ -3,8 +3,10 @@
 use crate::config::ConfigError;
 use crate::dap::DapError;
 use crate::db::DbError;
+use crate::scheduler::SchedulerError;
 use crate::schema::SchemaError;
 use crate::sync::SyncError;
+use crate::webhook::WebhookError;
 
 /// Exit code: one or more tables failed, or the command failed.
 pub const EXIT_FAILURE: i32 = 1;
@@ -26,6 +28,10 @@ pub enum Error {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+    #[error("scheduler")]
+    Scheduler(#[from] SchedulerError),
+    #[error("webhooks")]
+    Webhook(#[from] WebhookError),
     #[error("{context}")]
     Io {
         context: String,
@@ -43,7 +49,12 @@ impl Error {
             Error::Dap(e) => e.is_transient(),
             Error::Db(e) => e.is_transient(),
             Error::Sync(e) => e.is_transient(),
-            Error::Config(_) | Error::Schema(_) | Error::Io { .. } | Error::Usage(_) => false,
+            Error::Config(_)
+            | Error::Schema(_)
+            | Error::Scheduler(_)
+            | Error::Webhook(_)
+            | Error::Io { .. }
+            | Error::Usage(_) => false,
         }
     }
 

@@ -10,6 +10,9 @@
 //!                                        └─► http reads status only
 //! config, error, secret: type-only leaves anyone may use.
 //! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
+//! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.
+//! demo: `dapsync demo`, the fake server and the real daemon together (uses app, fake, cli's
+//! status table).
 //! ```
 
 pub mod app;
@@ -18,11 +21,17 @@ pub mod cli;
 pub mod config;
 pub mod dap;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod failpoint;
 pub mod fake;
+pub mod http;
+pub mod notify;
+pub mod scheduler;
 pub mod schema;
 pub mod secret;
 pub mod sql;
+pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;

@@ -4,5 +4,6 @@ mod support;
 
 mod adopt;
 mod crash;
+mod daemon;
 mod dap;
 mod engine;

@@ -204,7 +204,9 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
     // reqwest is built without a default crypto provider; the error only says that a provider
     // is already installed, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().tls_backend_rustls().user_agent(USER_AGENT)
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .user_agent(USER_AGENT)
 }
 
 impl DapClient {

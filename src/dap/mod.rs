@@ -12,7 +12,9 @@ mod metrics;
 mod ratelimit;
 mod record;
 
-pub use client::{http_client_builder, ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
+pub use client::{
+    ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy, http_client_builder,
+};
 pub use download::RecordStream;
 pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};

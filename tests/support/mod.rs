@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod daemon;
 mod db;
 pub mod logs;
+pub mod prometheus;
 
 use std::time::Duration;
 

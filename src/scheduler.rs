@@ -1,0 +1,718 @@
+//! The daemon's clock: one tokio-cron-scheduler cron job per table; at most
+//! `max_concurrent_tables` runs at once (all sharing the DAP client's query rate limiter); a tick
+//! that finds its table still running is skipped; transient errors are retried with a doubling
+//! backoff; an account-level error pauses every table; tables overdue at start-up run at once;
+//! `all` and pattern selections are resolved again periodically; and a stop lets running tables
+//! finish within a grace period, then drops them (which rolls their transaction back). It calls
+//! `sync` and writes `status`; it knows nothing of HTTP.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::config::{CronSchedule, NamespaceConfig};
+use crate::dap::{DapClient, DapError};
+use crate::db::{RunKind, TableStatus};
+use crate::status::{SkipReason, Status, TableId};
+use crate::sync::{Engine, Mode, RunReport, SyncError};
+use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
+
+/// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).
+const HEARTBEAT_SCHEDULE: &str = "*/5 * * * * *";
+/// How often the database and the login are checked for `/readyz`.
+const CHECK_EVERY: Duration = Duration::from_secs(15);
+/// A readiness check that takes longer than this fails.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed table listing, try again this soon (or at `refresh_tables`, if sooner).
+const REFRESH_RETRY: Duration = Duration::from_secs(60);
+
+/// How the scheduler runs tables.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// The tables to run, per namespace, with their own schedules.
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// The schedule of tables without their own.
+    pub schedule: CronSchedule,
+    pub max_concurrent_tables: usize,
+    /// Attempts of a run whose errors are transient, the first included.
+    pub run_attempts: u32,
+    /// The wait before the first retry; it doubles with each further one.
+    pub run_backoff: Duration,
+    /// How long every table pauses after an account-level error.
+    pub account_pause: Duration,
+    /// How often the table selection is resolved again.
+    pub refresh_tables: Duration,
+    /// How long running tables get to finish when the scheduler stops.
+    pub shutdown_grace: Duration,
+}
+
+impl SchedulerOptions {
+    /// The schedule of a table: its namespace's `schedules` entry, else the default.
+    pub fn schedule_for(&self, table: &TableId) -> &CronSchedule {
+        self.namespaces
+            .get(&table.namespace)
+            .and_then(|ns| ns.schedule_for(&table.table))
+            .unwrap_or(&self.schedule)
+    }
+}
+
+/// Why the scheduler cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("the cron scheduler failed")]
+    Cron(#[source] JobSchedulerError),
+    #[error("{table}: cannot schedule `{schedule}`")]
+    Schedule {
+        table: String,
+        schedule: String,
+        #[source]
+        source: JobSchedulerError,
+    },
+}
+
+/// A running scheduler. Stop it with [`Scheduler::shutdown`].
+pub struct Scheduler {
+    runner: Arc<Runner>,
+    cron: JobScheduler,
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("runner", &self.runner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the cron jobs, the table runs and the chores share.
+struct Runner {
+    engine: Engine,
+    status: Status,
+    webhooks: Webhooks,
+    options: SchedulerOptions,
+    cron: JobScheduler,
+    permits: Semaphore,
+    /// Tables with a run under way (queued, running or between attempts).
+    running: Arc<Mutex<HashSet<TableId>>>,
+    paused_until: Mutex<Option<DateTime<Utc>>>,
+    /// The cron job of every scheduled table.
+    jobs: tokio::sync::Mutex<HashMap<TableId, Uuid>>,
+    /// Cancelled when the scheduler stops: no run starts any more.
+    stopping: CancellationToken,
+    /// Cancelled when the grace period is over: running tables are dropped.
+    abort: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("options", &self.options)
+            .field("running", &self.running)
+            .field("paused_until", &self.paused_until)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update leaves the data whole, so one that panicked cannot have broken it.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Marks a table as having a run under way until dropped, however the run ends.
+struct RunSlot {
+    running: Arc<Mutex<HashSet<TableId>>>,
+    table: TableId,
+}
+
+impl RunSlot {
+    /// `None` if the table already has a run under way.
+    fn take(running: &Arc<Mutex<HashSet<TableId>>>, table: &TableId) -> Option<Self> {
+        lock(running).insert(table.clone()).then(|| Self {
+            running: running.clone(),
+            table: table.clone(),
+        })
+    }
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.table);
+    }
+}
+
+impl Scheduler {
+    /// Checks the database and the login, resolves the tables, schedules a cron job for each,
+    /// runs at once the tables that missed a tick (or were never synced), and starts ticking.
+    pub async fn start(
+        engine: Engine,
+        options: SchedulerOptions,
+        status: Status,
+        webhooks: Webhooks,
+    ) -> Result<Self, SchedulerError> {
+        let cron = JobScheduler::new().await.map_err(SchedulerError::Cron)?;
+        let runner = Arc::new(Runner {
+            permits: Semaphore::new(options.max_concurrent_tables.max(1)),
+            engine,
+            status,
+            webhooks,
+            options,
+            cron: cron.clone(),
+            running: Arc::default(),
+            paused_until: Mutex::new(None),
+            jobs: tokio::sync::Mutex::default(),
+            stopping: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        runner.check().await;
+        let status = runner.status.clone();
+        status.heartbeat();
+        let heartbeat = Job::new(HEARTBEAT_SCHEDULE, move |_, _| status.heartbeat())
+            .map_err(SchedulerError::Cron)?;
+        cron.add(heartbeat).await.map_err(SchedulerError::Cron)?;
+        let listed = runner.refresh().await?;
+        cron.start().await.map_err(SchedulerError::Cron)?;
+        runner.tasks.spawn(runner.clone().chores(listed));
+        Ok(Self { runner, cron })
+    }
+
+    /// The tables scheduled now.
+    pub async fn tables(&self) -> Vec<TableId> {
+        let mut tables: Vec<TableId> = self.runner.jobs.lock().await.keys().cloned().collect();
+        tables.sort();
+        tables
+    }
+
+    /// Stops: no run starts any more, queued runs are dropped, and running ones get
+    /// `shutdown_grace` to finish (or until `cut_short` completes, such as a second signal);
+    /// then they are dropped, which rolls their transaction back. Returns when every task has
+    /// ended.
+    pub async fn shutdown(mut self, cut_short: impl Future<Output = ()>) {
+        let runner = &self.runner;
+        runner.stopping.cancel();
+        if let Err(error) = self.cron.shutdown().await {
+            warn!(%error, "stopping the cron scheduler failed");
+        }
+        runner.tasks.close();
+        let running = lock(&runner.running).len();
+        if running > 0 {
+            info!(
+                running,
+                grace_s = runner.options.shutdown_grace.as_secs_f64(),
+                "waiting for running tables to finish"
+            );
+        }
+        let finished = tokio::select! {
+            () = runner.tasks.wait() => true,
+            () = sleep(runner.options.shutdown_grace) => false,
+            () = cut_short => false,
+        };
+        if !finished {
+            warn!("cutting off the running tables; their transactions roll back");
+            runner.abort.cancel();
+            runner.tasks.wait().await;
+        }
+        info!("scheduler stopped");
+    }
+}
+
+impl Runner {
+    /// Runs `table` now unless it already has a run under way (then the tick is skipped).
+    fn trigger(self: &Arc<Self>, table: TableId) {
+        if self.stopping.is_cancelled() {
+            return;
+        }
+        let Some(slot) = RunSlot::take(&self.running, &table) else {
+            info!(table = %table, "the previous run is still going; tick skipped");
+            self.status.skipped(&table, SkipReason::Running);
+            return;
+        };
+        let runner = self.clone();
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            runner.run(&table).await;
+        });
+    }
+
+    /// One table run: a slot, the sync, and retries of transient errors.
+    async fn run(&self, table: &TableId) {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            self.status.queued(table);
+            // The semaphore is never closed: this waits for a permit.
+            let permit = tokio::select! {
+                permit = self.permits.acquire() => permit,
+                () = self.stopping.cancelled() => return self.status.abandoned(table),
+            };
+            if let Some(until) = self.paused_until() {
+                info!(table = %table, until = %until, "every table is paused; tick skipped");
+                return self.status.skipped(table, SkipReason::Paused);
+            }
+            self.status.started(table);
+            let sync = self
+                .engine
+                .sync_table(&table.namespace, &table.table, Mode::Sync);
+            let result = tokio::select! {
+                result = sync => result,
+                () = self.abort.cancelled() => {
+                    warn!(table = %table, "run cut off at shutdown; its transaction is rolled back");
+                    return self.status.abandoned(table);
+                }
+            };
+            drop(permit);
+            let error = match result {
+                Ok(reports) => return self.succeeded(table, &reports, started.elapsed()),
+                Err(error) => error,
+            };
+            if matches!(error, SyncError::Locked { .. }) {
+                info!(table = %table, "another process is syncing the table; tick skipped");
+                return self.status.skipped(table, SkipReason::Locked);
+            }
+            if error.is_account_level() {
+                self.pause(&error);
+            } else if error.is_transient() && attempt < self.options.run_attempts {
+                let backoff = self.options.run_backoff * 2u32.saturating_pow(attempt - 1);
+                warn!(
+                    table = %table,
+                    attempt,
+                    error_type = %error.type_name(),
+                    uuid = error.uuid().unwrap_or("-"),
+                    backoff_ms = backoff.as_millis() as u64,
+                    error = %error.chain(),
+                    "table run failed; retrying"
+                );
+                self.status.retrying(table, attempt, &error);
+                tokio::select! {
+                    () = sleep(backoff) => {}
+                    () = self.stopping.cancelled() => return self.status.abandoned(table),
+                }
+                attempt += 1;
+                continue;
+            }
+            return self.failed(table, &error, attempt, started.elapsed());
+        }
+    }
+
+    fn succeeded(&self, table: &TableId, reports: &[RunReport], duration: Duration) {
+        let recovered_from = self.status.succeeded(table, reports, duration);
+        let last = reports.last();
+        info!(
+            table = %table,
+            outcome = "success",
+            runs = reports.len(),
+            kind = last.map_or("-", |r| match r.kind {
+                RunKind::Snapshot => "snapshot",
+                RunKind::Incremental => "incremental",
+            }),
+            upserted = reports.iter().map(|r| r.stats.upserted).sum::<i64>(),
+            deleted = reports.iter().map(|r| r.stats.deleted).sum::<i64>(),
+            rows = last.map_or(0, |r| r.stats.row_count),
+            watermark = %last.map(|r| r.watermark.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default(),
+            duration_ms = duration.as_millis() as u64,
+            "table run finished"
+        );
+        if let Some(error) = recovered_from {
+            info!(table = %table, "table recovered");
+            self.notify(WebhookEvent::new(WebhookKind::Recovered, table, &error));
+        }
+    }
+
+    fn failed(&self, table: &TableId, error: &SyncError, attempts: u32, duration: Duration) {
+        let started_failing_with = self.status.failed(table, error, duration);
+        error!(
+            table = %table,
+            outcome = "failed",
+            attempts,
+            error_type = %error.type_name(),
+            uuid = error.uuid().unwrap_or("-"),
+            duration_ms = duration.as_millis() as u64,
+            error = %error.chain(),
+            "table run failed"
+        );
+        if let Some(recorded) = started_failing_with {
+            self.notify(WebhookEvent::new(WebhookKind::Failing, table, &recorded));
+        }
+    }
+
+    fn notify(&self, event: WebhookEvent) {
+        if self.webhooks.is_empty() {
+            return;
+        }
+        let webhooks = self.webhooks.clone();
+        self.tasks.spawn(async move { webhooks.send(&event).await });
+    }
+
+    /// Pauses every table after an account-level error.
+    fn pause(&self, error: &SyncError) {
+        let until = Utc::now()
+            + chrono::Duration::from_std(self.options.account_pause)
+                .unwrap_or(chrono::Duration::MAX);
+        *lock(&self.paused_until) = Some(until);
+        self.status.set_paused(Some(until));
+        error!(
+            error_type = %error.type_name(),
+            uuid = error.uuid().unwrap_or("-"),
+            until = %until,
+            error = %error.chain(),
+            "account-level error: every table pauses"
+        );
+    }
+
+    /// The end of the pause, while every table is paused.
+    fn paused_until(&self) -> Option<DateTime<Utc>> {
+        let mut paused = lock(&self.paused_until);
+        match *paused {
+            Some(until) if until > Utc::now() => Some(until),
+            Some(_) => {
+                *paused = None;
+                self.status.set_paused(None);
+                info!("the account pause is over");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Resolves the selection and brings the cron jobs in line with it; tables that are new and
+    /// overdue run at once. Returns whether the API answered: when it does not, the tables the
+    /// database knows (and the named ones) are scheduled, and none is removed.
+    async fn refresh(self: &Arc<Self>) -> Result<bool, SchedulerError> {
+        let known = match self.engine.db().table_statuses().await {
+            Ok(known) => known,
+            Err(error) => {
+                warn!(error = %error, "cannot read the table states; assuming nothing is synced");
+                Vec::new()
+            }
+        };
+        let namespaces = &self.options.namespaces;
+        let (tables, listed) = match resolve_tables(self.engine.dap(), namespaces).await {
+            Ok(tables) => (tables, true),
+            Err(error) => {
+                warn!(error = %crate::error::Error::from(error).chain(), "cannot list the tables; scheduling the known ones");
+                (fallback_tables(namespaces, &known), false)
+            }
+        };
+        let mut jobs = self.jobs.lock().await;
+        let mut wanted: Vec<(TableId, CronSchedule)> = tables
+            .into_iter()
+            .map(|(namespace, table)| {
+                let id = TableId::new(namespace, table);
+                let schedule = self.options.schedule_for(&id).clone();
+                (id, schedule)
+            })
+            .collect();
+        if !listed {
+            let missing: Vec<TableId> = jobs
+                .keys()
+                .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
+                .cloned()
+                .collect();
+            for id in missing {
+                let schedule = self.options.schedule_for(&id).clone();
+                wanted.push((id, schedule));
+            }
+        }
+        self.status.set_tables(&wanted, &known);
+        let gone: Vec<TableId> = jobs
+            .keys()
+            .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(job) = jobs.remove(&id)
+                && let Err(error) = self.cron.remove(&job).await
+            {
+                warn!(table = %id, %error, "cannot remove the cron job");
+            }
+            info!(table = %id, "table no longer selected; unscheduled");
+        }
+        let now = Utc::now();
+        for (id, schedule) in wanted {
+            if jobs.contains_key(&id) {
+                continue;
+            }
+            let job =
+                self.add_job(&id, &schedule)
+                    .await
+                    .map_err(|source| SchedulerError::Schedule {
+                        table: id.to_string(),
+                        schedule: schedule.as_str().to_owned(),
+                        source,
+                    })?;
+            jobs.insert(id.clone(), job);
+            let last_sync = known
+                .iter()
+                .find(|s| s.namespace == id.namespace && s.table == id.table)
+                .and_then(|s| s.last_success_at.or(s.synced_until));
+            let overdue = overdue(&schedule, last_sync, now);
+            info!(table = %id, schedule = schedule.as_str(), overdue, "table scheduled");
+            if overdue {
+                self.trigger(id);
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Adds the cron job that triggers `table`.
+    async fn add_job(
+        self: &Arc<Self>,
+        table: &TableId,
+        schedule: &CronSchedule,
+    ) -> Result<Uuid, JobSchedulerError> {
+        // The jobs live in the cron scheduler, which the runner owns: a weak reference avoids
+        // the cycle.
+        let runner: Weak<Runner> = Arc::downgrade(self);
+        let target = table.clone();
+        let job = Job::new(schedule.as_str(), move |_, _| {
+            if let Some(runner) = runner.upgrade() {
+                runner.trigger(target.clone());
+            }
+        })?;
+        self.cron.add(job).await
+    }
+
+    /// Until the scheduler stops: resolves the tables again every `refresh_tables` (sooner
+    /// after a failure) and checks readiness every [`CHECK_EVERY`].
+    async fn chores(self: Arc<Self>, listed: bool) {
+        let refresh_after = |listed: bool| {
+            let every = self.options.refresh_tables;
+            if listed {
+                every
+            } else {
+                every.min(REFRESH_RETRY)
+            }
+        };
+        let mut next_refresh = Instant::now() + refresh_after(listed);
+        let mut next_check = Instant::now() + CHECK_EVERY;
+        loop {
+            let refresh = tokio::select! {
+                () = self.stopping.cancelled() => return,
+                () = sleep_until(next_refresh) => true,
+                () = sleep_until(next_check) => false,
+            };
+            let chore = async {
+                if refresh {
+                    let listed = match self.refresh().await {
+                        Ok(listed) => listed,
+                        Err(error) => {
+                            error!(error = %error, "cannot schedule the tables");
+                            false
+                        }
+                    };
+                    next_refresh = Instant::now() + refresh_after(listed);
+                } else {
+                    self.check().await;
+                    next_check = Instant::now() + CHECK_EVERY;
+                }
+            };
+            tokio::select! {
+                () = self.stopping.cancelled() => return,
+                () = chore => {}
+            }
+        }
+    }
+
+    /// Checks that the database answers and that the login works, for `/readyz`.
+    async fn check(&self) {
+        let before = self.status.readiness();
+        let database = match timeout(CHECK_TIMEOUT, self.engine.db().ping()).await {
+            Ok(result) => result.map_err(|e| crate::error::Error::from(e).chain()),
+            Err(_) => Err("the database did not answer in time".to_owned()),
+        };
+        let login = match timeout(CHECK_TIMEOUT, self.engine.dap().ensure_login()).await {
+            Ok(result) => result.map_err(|e| crate::error::Error::from(e).chain()),
+            Err(_) => Err("the login did not finish in time".to_owned()),
+        };
+        for (what, was, now) in [
+            ("database", &before.database, &database),
+            ("login", &before.login, &login),
+        ] {
+            match now {
+                Err(error) if was.ok || was.checked_at.is_none() => {
+                    warn!(check = what, error = %error, "readiness check failed");
+                }
+                Ok(()) if !was.ok && was.checked_at.is_some() => {
+                    info!(check = what, "readiness check passes again");
+                }
+                _ => {}
+            }
+        }
+        self.status.set_database_check(database);
+        self.status.set_login_check(login);
+    }
+}
+
+/// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
+/// tables only when the selection needs it (`all` or a pattern).
+pub async fn resolve_tables(
+    dap: &DapClient,
+    namespaces: &BTreeMap<String, NamespaceConfig>,
+) -> Result<Vec<(String, String)>, DapError> {
+    let mut tables = Vec::new();
+    for (namespace, selection) in namespaces {
+        let names = if selection.needs_listing() {
+            dap.list_tables(namespace).await?
+        } else {
+            selection.tables.clone()
+        };
+        tables.extend(
+            names
+                .into_iter()
+                .filter(|t| selection.selects(t))
+                .map(|t| (namespace.clone(), t)),
+        );
+    }
+    tables.sort();
+    tables.dedup();
+    Ok(tables)
+}
+
+/// Whether a table missed a tick since it last synced (or never synced).
+fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    match last_sync {
+        None => true,
+        // Cron ticks fall on whole seconds.
+        Some(last) => schedule
+            .next_after(last.trunc_subsecs(0))
+            .is_some_and(|tick| tick <= now),
+    }
+}
+
+/// The tables to schedule when the API cannot list them: the ones the database knows that the
+/// selection selects, and the ones the selection names.
+fn fallback_tables(
+    namespaces: &BTreeMap<String, NamespaceConfig>,
+    known: &[TableStatus],
+) -> Vec<(String, String)> {
+    let mut tables: Vec<(String, String)> = known
+        .iter()
+        .filter(|s| {
+            namespaces
+                .get(&s.namespace)
+                .is_some_and(|ns| ns.selects(&s.table))
+        })
+        .map(|s| (s.namespace.clone(), s.table.clone()))
+        .collect();
+    for (namespace, selection) in namespaces.iter().filter(|(_, s)| !s.needs_listing()) {
+        tables.extend(
+            selection
+                .tables
+                .iter()
+                .filter(|t| selection.selects(t))
+                .map(|t| (namespace.clone(), t.clone())),
+        );
+    }
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_table_is_overdue_when_it_missed_a_tick() {
+        let hourly = CronSchedule::hourly();
+        let now = at("2026-01-01T10:20:00Z");
+        assert!(overdue(&hourly, None, now));
+        assert!(overdue(&hourly, Some(at("2026-01-01T09:59:59Z")), now));
+        assert!(!overdue(&hourly, Some(at("2026-01-01T10:00:00Z")), now));
+        assert!(!overdue(&hourly, Some(at("2026-01-01T10:05:00Z")), now));
+        assert!(overdue(
+            &hourly,
+            Some(at("2026-01-01T09:59:59.5Z")),
+            at("2026-01-01T10:00:00.2Z")
+        ));
+        let every_15 = CronSchedule::parse("*/15 * * * *").unwrap();
+        assert!(overdue(&every_15, Some(at("2026-01-01T10:05:00Z")), now));
+    }
+
+    #[test]
+    fn schedules_come_from_the_namespace_or_the_default() {
+        let mut canvas = NamespaceConfig::default();
+        canvas.schedules.insert(
+            "submission*".into(),
+            CronSchedule::parse("*/30 * * * *").unwrap(),
+        );
+        let options = SchedulerOptions {
+            namespaces: BTreeMap::from([("canvas".to_owned(), canvas)]),
+            schedule: CronSchedule::hourly(),
+            max_concurrent_tables: 4,
+            run_attempts: 3,
+            run_backoff: Duration::from_secs(30),
+            account_pause: Duration::from_secs(1800),
+            refresh_tables: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(60),
+        };
+        let submissions = TableId::new("canvas", "submissions");
+        assert_eq!(
+            options.schedule_for(&submissions).as_str(),
+            "0 */30 * * * *"
+        );
+        let courses = TableId::new("canvas", "courses");
+        assert_eq!(options.schedule_for(&courses).as_str(), "0 0 * * * *");
+        let logs = TableId::new("canvas_logs", "web_logs");
+        assert_eq!(options.schedule_for(&logs).as_str(), "0 0 * * * *");
+    }
+
+    #[test]
+    fn without_the_api_known_and_named_tables_are_scheduled() {
+        let namespaces = BTreeMap::from([
+            (
+                "canvas".to_owned(),
+                NamespaceConfig {
+                    tables: vec!["all".into()],
+                    exclude: vec!["quiz_*".into()],
+                    ..NamespaceConfig::default()
+                },
+            ),
+            (
+                "canvas_logs".to_owned(),
+                NamespaceConfig {
+                    tables: vec!["web_logs".into()],
+                    ..NamespaceConfig::default()
+                },
+            ),
+        ]);
+        let known = |ns: &str, t: &str| TableStatus {
+            namespace: ns.into(),
+            table: t.into(),
+            ..TableStatus::default()
+        };
+        let tables = fallback_tables(
+            &namespaces,
+            &[
+                known("canvas", "courses"),
+                known("canvas", "quiz_questions"),
+                known("new_quizzes", "quizzes"),
+            ],
+        );
+        assert_eq!(
+            tables,
+            [
+                ("canvas".to_owned(), "courses".to_owned()),
+                ("canvas_logs".to_owned(), "web_logs".to_owned()),
+            ]
+        );
+    }
+}

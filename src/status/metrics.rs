@@ -1,0 +1,407 @@
+//! `/metrics`: the read model's counters and the DAP client's, in the Prometheus text exposition
+//! format 0.0.4, written by hand (a few families do not warrant a metrics crate).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, SkipReason, Status, TableId, snapshot_reason};
+use crate::sync::RunReport;
+
+/// The `Content-Type` of [`Status::render_metrics`].
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds of the run duration buckets, in seconds: from a quiet incremental to a large
+/// snapshot.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+];
+
+/// What happened to one table since the process started.
+#[derive(Debug, Default)]
+pub(super) struct TableCounters {
+    succeeded: u64,
+    failed: u64,
+    pub(super) retries: u64,
+    skipped: BTreeMap<SkipReason, u64>,
+    /// Snapshots by reason (`initial`, `snapshot_required`, ...).
+    snapshots: BTreeMap<&'static str, u64>,
+    upserted: u64,
+    deleted: u64,
+    rejected: u64,
+    durations: Histogram,
+}
+
+impl TableCounters {
+    pub(super) fn success(&mut self, reports: &[RunReport], duration: Duration) {
+        self.succeeded += 1;
+        self.durations.observe(duration.as_secs_f64());
+        for report in reports {
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            self.upserted += count(report.stats.upserted);
+            self.deleted += count(report.stats.deleted);
+            self.rejected += count(report.stats.rejected);
+            if let Some(reason) = snapshot_reason(report) {
+                *self.snapshots.entry(reason).or_default() += 1;
+            }
+        }
+    }
+
+    pub(super) fn failure(&mut self, duration: Duration) {
+        self.failed += 1;
+        self.durations.observe(duration.as_secs_f64());
+    }
+
+    pub(super) fn skip(&mut self, reason: SkipReason) {
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+}
+
+/// Observations counted per bucket (not cumulative; rendering accumulates).
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|&bound| value <= bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Exposition text being written. Families must be written whole, one after another.
+#[derive(Debug, Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let value = value
+                    .replace('\\', r"\\")
+                    .replace('"', r#"\""#)
+                    .replace('\n', r"\n");
+                let _ = write!(self.text, "{label}=\"{value}\"");
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {}", number(value));
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        let mut cumulative = 0;
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in DURATION_BUCKETS.iter().zip(histogram.buckets) {
+            cumulative += count;
+            let le = number(*bound);
+            let labels: Vec<_> = labels
+                .iter()
+                .copied()
+                .chain([("le", le.as_str())])
+                .collect();
+            self.sample(&bucket, &labels, cumulative as f64);
+        }
+        let labels_inf: Vec<_> = labels.iter().copied().chain([("le", "+Inf")]).collect();
+        self.sample(&bucket, &labels_inf, histogram.count as f64);
+        self.sample(&format!("{name}_sum"), labels, histogram.sum);
+        self.sample(&format!("{name}_count"), labels, histogram.count as f64);
+    }
+}
+
+/// A sample value: integers without a fraction, the special values as Prometheus spells them.
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// A per-table gauge: its name, help, and value (none: no sample for that table).
+type TableGauge = (
+    &'static str,
+    &'static str,
+    fn(&Entry, DateTime<Utc>) -> Option<f64>,
+);
+
+const TABLE_GAUGES: [TableGauge; 7] = [
+    (
+        "dapsync_table_lag_seconds",
+        "Now minus the instant the table copy is current to.",
+        |e, now| e.lag(now),
+    ),
+    (
+        "dapsync_table_last_success_timestamp_seconds",
+        "When the table last synced successfully (Unix time).",
+        |e, _| e.last_success_at.map(seconds),
+    ),
+    (
+        "dapsync_table_rows",
+        "Rows in the table copy after its last run.",
+        |e, _| e.rows.map(|r| r as f64),
+    ),
+    (
+        "dapsync_table_schema_version",
+        "Schema version of the table copy.",
+        |e, _| e.schema_version.map(|v| v as f64),
+    ),
+    (
+        "dapsync_table_running",
+        "1 while the table syncs.",
+        |e, _| {
+            Some(f64::from(u8::from(matches!(
+                e.phase,
+                super::Phase::Running { .. }
+            ))))
+        },
+    ),
+    (
+        "dapsync_table_failing",
+        "1 when the table's last run failed.",
+        |e, _| Some(f64::from(u8::from(e.consecutive_failures > 0))),
+    ),
+    (
+        "dapsync_table_consecutive_failures",
+        "Failed runs of the table since its last success.",
+        |e, _| Some(e.consecutive_failures as f64),
+    ),
+];
+
+/// A per-table counter without extra labels.
+type TableCounter = (&'static str, &'static str, fn(&TableCounters) -> u64);
+
+const TABLE_COUNTERS: [TableCounter; 4] = [
+    (
+        "dapsync_table_retries_total",
+        "Attempts of table runs retried after a transient error.",
+        |c| c.retries,
+    ),
+    (
+        "dapsync_rows_upserted_total",
+        "Rows inserted or updated (snapshot rows included).",
+        |c| c.upserted,
+    ),
+    (
+        "dapsync_rows_deleted_total",
+        "Rows deleted by incremental runs.",
+        |c| c.deleted,
+    ),
+    (
+        "dapsync_rows_rejected_total",
+        "Records sent to the reject table.",
+        |c| c.rejected,
+    ),
+];
+
+/// A per-table counter split by one more label: its name, help, label, and values.
+type SplitCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TableCounters) -> Vec<(&'static str, u64)>,
+);
+
+const SPLIT_COUNTERS: [SplitCounter; 3] = [
+    (
+        "dapsync_table_runs_total",
+        "Table runs by outcome.",
+        "outcome",
+        |c| vec![("success", c.succeeded), ("failed", c.failed)],
+    ),
+    (
+        "dapsync_table_skipped_total",
+        "Ticks that did not run a table: still running, locked by another process, or paused.",
+        "reason",
+        |c| {
+            SkipReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.skipped.get(r).copied().unwrap_or(0)))
+                .collect()
+        },
+    ),
+    (
+        "dapsync_table_snapshots_total",
+        "Snapshots taken, by reason.",
+        "reason",
+        |c| c.snapshots.iter().map(|(r, n)| (*r, *n)).collect(),
+    ),
+];
+
+impl Status {
+    /// Every metric as Prometheus text (see [`METRICS_CONTENT_TYPE`]).
+    pub fn render_metrics(&self) -> String {
+        let client = self.inner.client.as_ref().map(|c| c.metrics());
+        let now = Utc::now();
+        let mut out = Exposition::default();
+        {
+            let state = self.state();
+            let tables: Vec<(&TableId, &Entry)> = state.tables.iter().collect();
+            for (name, help, value) in TABLE_GAUGES {
+                out.family(name, Kind::Gauge, help);
+                for (id, entry) in &tables {
+                    if let Some(v) = value(entry, now) {
+                        out.sample(name, &labels(id), v);
+                    }
+                }
+            }
+            for (name, help, value) in TABLE_COUNTERS {
+                out.family(name, Kind::Counter, help);
+                for (id, entry) in &tables {
+                    out.sample(name, &labels(id), value(&entry.counters) as f64);
+                }
+            }
+            for (name, help, label, values) in SPLIT_COUNTERS {
+                out.family(name, Kind::Counter, help);
+                for (id, entry) in &tables {
+                    let [ns, table] = labels(id);
+                    for (value, n) in values(&entry.counters) {
+                        out.sample(name, &[ns, table, (label, value)], n as f64);
+                    }
+                }
+            }
+            let name = "dapsync_table_run_duration_seconds";
+            out.family(
+                name,
+                Kind::Histogram,
+                "Duration of table runs, retries included.",
+            );
+            for (id, entry) in &tables {
+                out.histogram(name, &labels(id), &entry.counters.durations);
+            }
+            let process: [(&str, Kind, &str, f64); 4] = [
+                (
+                    "dapsync_start_time_seconds",
+                    Kind::Gauge,
+                    "When the process started (Unix time).",
+                    seconds(self.inner.started_at),
+                ),
+                (
+                    "dapsync_tables",
+                    Kind::Gauge,
+                    "Tables scheduled.",
+                    tables.len() as f64,
+                ),
+                (
+                    "dapsync_account_paused",
+                    Kind::Gauge,
+                    "1 while every table waits after an account-level error.",
+                    f64::from(u8::from(state.paused_until.is_some_and(|t| t > now))),
+                ),
+                (
+                    "dapsync_ready",
+                    Kind::Gauge,
+                    "1 when the database answered and the login worked at the last check.",
+                    f64::from(u8::from(state.database.ok && state.login.ok)),
+                ),
+            ];
+            for (name, kind, help, value) in process {
+                out.family(name, kind, help);
+                out.sample(name, &[], value);
+            }
+        }
+        if let Some(client) = client {
+            let name = "dapsync_dap_requests_total";
+            out.family(
+                name,
+                Kind::Counter,
+                "DAP API requests by endpoint and HTTP status (`error`: no answer).",
+            );
+            for ((endpoint, status), n) in &client.requests {
+                let labels = [("endpoint", *endpoint), ("status", status.as_str())];
+                out.sample(name, &labels, *n as f64);
+            }
+            let name = "dapsync_dap_retries_total";
+            out.family(
+                name,
+                Kind::Counter,
+                "DAP API requests sent again after a transient failure.",
+            );
+            for (endpoint, n) in &client.retries {
+                out.sample(name, &[("endpoint", *endpoint)], *n as f64);
+            }
+            let totals: [(&str, &str, f64); 6] = [
+                (
+                    "dapsync_dap_logins_total",
+                    "Successful logins.",
+                    client.logins as f64,
+                ),
+                (
+                    "dapsync_dap_rate_limit_waits_total",
+                    "Query starts that waited for the client-side rate limiter.",
+                    client.rate_limit_waits as f64,
+                ),
+                (
+                    "dapsync_dap_rate_limit_wait_seconds_total",
+                    "Time spent waiting for the client-side rate limiter.",
+                    client.rate_limit_wait_seconds,
+                ),
+                (
+                    "dapsync_dap_downloaded_bytes_total",
+                    "Compressed bytes downloaded.",
+                    client.bytes_downloaded as f64,
+                ),
+                (
+                    "dapsync_dap_records_decoded_total",
+                    "Records decoded from downloads.",
+                    client.records_decoded as f64,
+                ),
+                (
+                    "dapsync_dap_malformed_lines_total",
+                    "Downloaded lines that were not valid records.",
+                    client.malformed_lines as f64,
+                ),
+            ];
+            for (name, help, value) in totals {
+                out.family(name, Kind::Counter, help);
+                out.sample(name, &[], value);
+            }
+        }
+        out.text
+    }
+}
+
+/// The labels that name a table.
+fn labels(id: &TableId) -> [(&'static str, &str); 2] {
+    [("namespace", &id.namespace), ("table", &id.table)]
+}
