@@ -747,6 +747,8 @@ impl CronSchedule {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
+        // Ticks fall on whole seconds; a fraction would carry over into the answer.
+        let after = chrono::SubsecRound::trunc_subsecs(after, 0);
         self.cron().ok()?.find_next_occurrence(&after, false).ok()
     }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -588,7 +588,7 @@ fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateT
         None => true,
         // Cron ticks fall on whole seconds.
         Some(last) => schedule
-            .next_after(last.trunc_subsecs(0))
+            .next_after(last)
             .is_some_and(|tick| tick <= now),
     }
 }

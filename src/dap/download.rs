@@ -364,7 +364,11 @@ mod tests {
     #[tokio::test]
     async fn read_errors_tell_the_connection_from_the_body() {
         // Nothing listens on port 1 of loopback: a real connection error.
-        let refused = reqwest::get("http://127.0.0.1:1/")
+        let refused = crate::dap::http_client_builder()
+            .build()
+            .unwrap()
+            .get("http://127.0.0.1:1/")
+            .send()
             .await
             .unwrap_err()
             .without_url();

@@ -342,6 +342,12 @@ impl Writer {
     /// PostgreSQL: everything in one transaction, rows streamed with COPY.
     async fn run_postgres(mut self) -> Result<LoadStats, DbError> {
         let plan = self.plan.clone();
+        if let Some(schema) = &plan.staging.schema {
+            // Created on its own first: inside the load's transaction, a new schema would make
+            // every other table's load in that namespace wait for this one's commit.
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", Dialect::Postgres.quote_ident(schema));
+            self.db.execute_one(&create, "creating the namespace's schema").await?;
+        }
         let mut tx = self.db.begin().await?;
         let change_table = "dapsync_changes";
         // Where COPY writes: the staging table, or a change table with a sequence number and a

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -299,7 +299,7 @@ impl Entry {
             rows: self.rows,
             schema_version: self.schema_version,
             // Cron ticks fall on whole seconds.
-            next_run: self.schedule.next_after(now.trunc_subsecs(0)),
+            next_run: self.schedule.next_after(now),
             consecutive_failures: self.consecutive_failures,
             last_run: self.last_run.clone(),
             last_error: self.last_error.clone(),
