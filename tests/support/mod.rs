@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod db;
+pub mod replica;
 
 use std::time::Duration;
 
