@@ -587,9 +587,7 @@ fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateT
     match last_sync {
         None => true,
         // Cron ticks fall on whole seconds.
-        Some(last) => schedule
-            .next_after(last)
-            .is_some_and(|tick| tick <= now),
+        Some(last) => schedule.next_after(last).is_some_and(|tick| tick <= now),
     }
 }
 

@@ -7,3 +7,4 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod schema;

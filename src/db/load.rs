@@ -345,8 +345,13 @@ impl Writer {
         if let Some(schema) = &plan.staging.schema {
             // Created on its own first: inside the load's transaction, a new schema would make
             // every other table's load in that namespace wait for this one's commit.
-            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", Dialect::Postgres.quote_ident(schema));
-            self.db.execute_one(&create, "creating the namespace's schema").await?;
+            let create = format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                Dialect::Postgres.quote_ident(schema)
+            );
+            self.db
+                .execute_one(&create, "creating the namespace's schema")
+                .await?;
         }
         let mut tx = self.db.begin().await?;
         let change_table = "dapsync_changes";

@@ -160,9 +160,12 @@ impl Db {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // Timestamps are naive UTC everywhere; strict mode refuses bad values
-                            // instead of silently truncating them.
+                            // instead of silently truncating them; READ COMMITTED takes no gap
+                            // locks, which deadlock concurrent table runs on the control tables
+                            // under REPEATABLE READ (our writes are keyed, so nothing is lost).
                             conn.execute("SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')")
                                 .await?;
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
                             Ok(())
                         })
                     })

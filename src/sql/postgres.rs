@@ -74,7 +74,12 @@ pub(super) fn create_table(
     let quote = |name: &str| names.dialect.quote_ident(name);
     let mut out = Vec::new();
     if let Some(namespace) = &names.schema {
-        out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote(namespace)));
+        // Two first snapshots of one namespace can both find the schema missing; the second
+        // then waits for the first to commit and fails on the catalog's unique index.
+        out.push(guarded(
+            &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(namespace)),
+            "unique_violation",
+        ));
     }
     if options.enum_mode == EnumMode::Native {
         out.extend(
@@ -201,11 +206,10 @@ pub(super) fn alter_table(plan: &AlterPlan) -> Vec<Statement> {
     let mut out = Vec::new();
     for column in plan.added() {
         if native && let Some(values) = enum_values(column) {
-            out.push(Statement::new(guarded(&create_enum_type(
-                names,
-                &column.name,
-                values,
-            ))));
+            out.push(Statement::new(guarded(
+                &create_enum_type(names, &column.name, values),
+                "duplicate_object",
+            )));
         }
         let added = Column {
             nullable: true,
@@ -338,14 +342,15 @@ fn add_enum_values(plan: &AlterPlan, column: &Column, added: &[String]) -> Vec<S
     ]
 }
 
-/// Runs `sql` (a `CREATE TYPE`) unless the type already exists, so that it can run again.
-fn guarded(sql: &str) -> String {
+/// Runs `sql`, ignoring the error `condition` (a PL/pgSQL condition name): a `CREATE` that may
+/// find its object already there.
+fn guarded(sql: &str, condition: &str) -> String {
     // A dollar-quote tag that `sql` cannot contain, so no label can end the block.
     let mut tag = String::from("$dapsync$");
     while sql.contains(&tag) {
         tag.insert(tag.len() - 1, '_');
     }
-    format!("DO {tag} BEGIN {sql}; EXCEPTION WHEN duplicate_object THEN NULL; END {tag}")
+    format!("DO {tag} BEGIN {sql}; EXCEPTION WHEN {condition} THEN NULL; END {tag}")
 }
 
 #[cfg(test)]
@@ -435,7 +440,10 @@ mod tests {
         let courses = fixture("canvas", "courses");
         let names = TableNames::live(PG, "canvas", "courses");
         let statements = PG.create_table(&courses, &names, &DdlOptions::default());
-        assert_eq!(statements[0].sql, r#"CREATE SCHEMA IF NOT EXISTS "canvas""#);
+        assert_eq!(
+            statements[0].sql,
+            r#"DO $dapsync$ BEGIN CREATE SCHEMA IF NOT EXISTS "canvas"; EXCEPTION WHEN unique_violation THEN NULL; END $dapsync$"#
+        );
         let types: Vec<&str> = statements
             .iter()
             .map(|s| s.sql.as_str())
@@ -577,7 +585,7 @@ mod tests {
     #[test]
     fn dollar_quote_tag_is_not_in_the_body() {
         assert_eq!(
-            guarded("x $dapsync$ y"),
+            guarded("x $dapsync$ y", "duplicate_object"),
             "DO $dapsync_$ BEGIN x $dapsync$ y; EXCEPTION WHEN duplicate_object THEN NULL; END $dapsync_$"
         );
     }

@@ -7,6 +7,7 @@ pub mod daemon;
 mod db;
 pub mod logs;
 pub mod prometheus;
+pub mod replica;
 
 use std::time::Duration;
 
