@@ -31,11 +31,12 @@ pub fn init(
     }
 }
 
-/// `level` for dapsync, and quieter defaults for chatty dependencies unless the user named them.
+/// `level` for dapsync, and quieter defaults for chatty dependencies unless the user named them
+/// (sqlx warns about every statement over a second, which bulk loads are by design).
 fn default_directives(level: &str) -> String {
     if level.contains('=') {
         level.to_owned()
     } else {
-        format!("{level},sqlx=warn,hyper=warn,reqwest=warn,tokio_cron_scheduler=warn")
+        format!("{level},sqlx=error,hyper=warn,reqwest=warn,tokio_cron_scheduler=warn")
     }
 }

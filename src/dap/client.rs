@@ -20,6 +20,7 @@ use super::http::{GET_JOB, GET_SCHEMA, LIST_TABLES, Limit, OBJECT_URLS, START_QU
 use super::job::{CompleteJob, Job, JobStatus, ObjectRef, Query};
 use super::metrics::{ClientMetrics, Metrics};
 use super::ratelimit::RateLimiter;
+use super::record::{LineDecoder, RecordDecoder};
 
 /// Sent as `User-Agent` on every request.
 const USER_AGENT: &str = concat!("dapsync/", env!("CARGO_PKG_VERSION"));
@@ -347,7 +348,17 @@ impl DapClient {
 
     /// Streams the records of a finished job: see [`RecordStream`].
     pub fn records(&self, job: &CompleteJob) -> RecordStream {
-        RecordStream::new(self.clone(), job)
+        self.records_with(job, Arc::new(RecordDecoder))
+    }
+
+    /// Streams the records of a finished job, each line decoded by `decoder` on the download
+    /// tasks.
+    pub fn records_with<D: LineDecoder>(
+        &self,
+        job: &CompleteJob,
+        decoder: Arc<D>,
+    ) -> RecordStream<D> {
+        RecordStream::new(self.clone(), job, decoder)
     }
 
     /// The client's counters so far.

@@ -7,10 +7,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::error::DapError;
-use super::record::{Record, RecordBatch};
+use super::record::{LineDecoder, RecordBatch};
 
 /// Where decoded batches go, to the consumer of a record stream.
-pub(super) type BatchSender = mpsc::Sender<Result<RecordBatch, DapError>>;
+pub(super) type BatchSender<T> = mpsc::Sender<Result<RecordBatch<T>, DapError>>;
 
 /// Decompressed bytes buffered between the gzip decoder and the line reader.
 const LINE_BUFFER: usize = 64 * 1024;
@@ -32,12 +32,13 @@ pub(super) fn gunzip(compressed: impl AsyncBufRead + Unpin) -> impl AsyncBufRead
 /// gone. The first `*handed_on` lines were handed on by an earlier
 /// attempt and are skipped; `*handed_on` grows as batches are accepted, so that after a failure
 /// it tells the next attempt where to resume. Empty lines are counted but yield nothing.
-pub(super) async fn forward_lines(
+pub(super) async fn forward_lines<D: LineDecoder>(
     mut lines: impl AsyncBufRead + Unpin,
     object_id: &str,
     batch_records: usize,
     handed_on: &mut u64,
-    sender: &BatchSender,
+    decoder: &D,
+    sender: &BatchSender<D::Item>,
 ) -> io::Result<()> {
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -55,7 +56,7 @@ pub(super) async fn forward_lines(
         batch.bytes += read as u64;
         let text = trim_line_end(&line);
         if !text.iter().all(u8::is_ascii_whitespace) {
-            match Record::decode(object_id, text) {
+            match decoder.decode(object_id, text) {
                 Ok(record) => batch.records.push(record),
                 Err(malformed) => batch.malformed.push(malformed),
             }
@@ -218,7 +219,15 @@ pub(super) mod tests {
         batches: &mut Vec<RecordBatch>,
     ) -> io::Result<()> {
         let (sender, mut receiver) = mpsc::channel(1000);
-        let result = forward_lines(lines, "obj", batch_records, handed_on, &sender).await;
+        let result = forward_lines(
+            lines,
+            "obj",
+            batch_records,
+            handed_on,
+            &super::super::record::RecordDecoder,
+            &sender,
+        )
+        .await;
         drop(sender);
         while let Some(batch) = receiver.recv().await {
             batches.push(batch.unwrap());
@@ -293,9 +302,16 @@ pub(super) mod tests {
         let (sender, receiver) = mpsc::channel(10);
         drop(receiver);
         let mut handed_on = 0;
-        forward_lines(lines(10).as_bytes(), "obj", 4, &mut handed_on, &sender)
-            .await
-            .unwrap();
+        forward_lines(
+            lines(10).as_bytes(),
+            "obj",
+            4,
+            &mut handed_on,
+            &super::super::record::RecordDecoder,
+            &sender,
+        )
+        .await
+        .unwrap();
         assert_eq!(handed_on, 0);
     }
 }

@@ -19,7 +19,7 @@ use super::error::{ApiError, ApiErrorKind, DapError};
 use super::http::{DOWNLOAD, retry_after};
 use super::job::{CompleteJob, ObjectRef};
 use super::metrics::Metrics;
-use super::record::RecordBatch;
+use super::record::{LineDecoder, RecordBatch, RecordDecoder};
 
 /// URLs older than this are resolved again before a download starts (they last about 15
 /// minutes; an expired one would cost a refused request).
@@ -34,7 +34,7 @@ const URL_REUSE_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// about `2 × download_concurrency + 2` batches exist at once. Dropping the stream stops every
 /// download.
 #[derive(Debug)]
-pub struct RecordStream {
+pub struct RecordStream<D: LineDecoder = RecordDecoder> {
     client: DapClient,
     /// Objects whose URLs have not been asked for yet.
     unresolved: VecDeque<ObjectRef>,
@@ -44,13 +44,14 @@ pub struct RecordStream {
     downloads: JoinSet<Result<(), DapError>>,
     /// The object of each running download, to name it should its task panic.
     running: HashMap<task::Id, String>,
-    sender: BatchSender,
-    receiver: mpsc::Receiver<Result<RecordBatch, DapError>>,
+    decoder: std::sync::Arc<D>,
+    sender: BatchSender<D::Item>,
+    receiver: mpsc::Receiver<Result<RecordBatch<D::Item>, DapError>>,
     finished: bool,
 }
 
-impl RecordStream {
-    pub(super) fn new(client: DapClient, job: &CompleteJob) -> Self {
+impl<D: LineDecoder> RecordStream<D> {
+    pub(super) fn new(client: DapClient, job: &CompleteJob, decoder: std::sync::Arc<D>) -> Self {
         // One slot is enough to keep the consumer busy: every download waiting to send also
         // holds a finished batch.
         let (sender, receiver) = mpsc::channel(1);
@@ -61,6 +62,7 @@ impl RecordStream {
             resolved_at: Instant::now(),
             downloads: JoinSet::new(),
             running: HashMap::new(),
+            decoder,
             sender,
             receiver,
             finished: false,
@@ -69,7 +71,7 @@ impl RecordStream {
 
     /// The next batch; `None` when every object has been read completely. After an error the
     /// stream ends (and stops its downloads). Cancel-safe.
-    pub async fn next_batch(&mut self) -> Option<Result<RecordBatch, DapError>> {
+    pub async fn next_batch(&mut self) -> Option<Result<RecordBatch<D::Item>, DapError>> {
         if self.finished {
             return None;
         }
@@ -87,7 +89,7 @@ impl RecordStream {
         next
     }
 
-    async fn next_item(&mut self) -> Option<Result<RecordBatch, DapError>> {
+    async fn next_item(&mut self) -> Option<Result<RecordBatch<D::Item>, DapError>> {
         loop {
             if let Err(error) = self.start_downloads().await {
                 return Some(Err(error));
@@ -143,10 +145,14 @@ impl RecordStream {
             };
             let client = self.client.clone();
             let sender = self.sender.clone();
+            let decoder = self.decoder.clone();
             let object_id = object.id.clone();
-            let handle = self
-                .downloads
-                .spawn(async move { client.inner.download(&object, url, &sender).await });
+            let handle = self.downloads.spawn(async move {
+                client
+                    .inner
+                    .download(&object, url, &*decoder, &sender)
+                    .await
+            });
             self.running.insert(handle.id(), object_id);
         }
         Ok(())
@@ -157,16 +163,19 @@ impl Inner {
     /// Downloads one object and hands its batches to `sender`, retrying transient failures from
     /// the start of the object without handing on again the lines already handed on. A refused
     /// URL (expired) is resolved again, once per attempt.
-    async fn download(
+    async fn download<D: LineDecoder>(
         &self,
         object: &ObjectRef,
         mut url: String,
-        sender: &BatchSender,
+        decoder: &D,
+        sender: &BatchSender<D::Item>,
     ) -> Result<(), DapError> {
         let mut retries = self.retries(DOWNLOAD);
         let mut handed_on = 0;
         loop {
-            let mut result = self.fetch(&object.id, &url, &mut handed_on, sender).await;
+            let mut result = self
+                .fetch(&object.id, &url, &mut handed_on, decoder, sender)
+                .await;
             if result.as_ref().is_err_and(is_refused_url) {
                 debug!(object_id = %object.id, "pre-signed url refused; resolving it again");
                 if let Some((_, fresh)) = self
@@ -176,7 +185,9 @@ impl Inner {
                 {
                     url = fresh;
                 }
-                result = self.fetch(&object.id, &url, &mut handed_on, sender).await;
+                result = self
+                    .fetch(&object.id, &url, &mut handed_on, decoder, sender)
+                    .await;
             }
             match result {
                 Ok(()) => return Ok(()),
@@ -186,12 +197,13 @@ impl Inner {
     }
 
     /// One attempt at downloading an object (see [`Inner::download`]).
-    async fn fetch(
+    async fn fetch<D: LineDecoder>(
         &self,
         object_id: &str,
         url: &str,
         handed_on: &mut u64,
-        sender: &BatchSender,
+        decoder: &D,
+        sender: &BatchSender<D::Item>,
     ) -> Result<(), DapError> {
         let idle = self.options.download_idle_timeout;
         let incomplete = |reason: String| DapError::IncompleteObject {
@@ -242,6 +254,7 @@ impl Inner {
             object_id,
             self.options.batch_records,
             handed_on,
+            decoder,
             sender,
         )
         .await

@@ -19,7 +19,7 @@ pub use download::RecordStream;
 pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};
 pub use metrics::ClientMetrics;
-pub use record::{Action, MalformedLine, Record, RecordBatch};
+pub use record::{Action, LineDecoder, MalformedLine, Record, RecordBatch, RecordDecoder};
 
 #[cfg(test)]
 mod tests;

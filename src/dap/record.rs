@@ -37,16 +37,48 @@ pub struct MalformedLine {
     pub reason: String,
 }
 
+/// Turns the lines of result objects into items. It runs on the download tasks, so decoding is
+/// spread over the objects being downloaded; the default, [`RecordDecoder`], makes [`Record`]s.
+pub trait LineDecoder: std::fmt::Debug + Send + Sync + 'static {
+    /// What one line becomes.
+    type Item: Send + 'static;
+
+    /// Decodes one line (without its line ending) of the object `object_id`.
+    fn decode(&self, object_id: &str, line: &[u8]) -> Result<Self::Item, MalformedLine>;
+}
+
+/// Decodes lines into [`Record`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordDecoder;
+
+impl LineDecoder for RecordDecoder {
+    type Item = Record;
+
+    fn decode(&self, object_id: &str, line: &[u8]) -> Result<Record, MalformedLine> {
+        Record::decode(object_id, line)
+    }
+}
+
 /// Consecutive records of one object, handed on together.
-#[derive(Debug, Clone, Default)]
-pub struct RecordBatch {
-    /// The well-formed records, in the order of their lines.
-    pub records: Vec<Record>,
+#[derive(Debug, Clone)]
+pub struct RecordBatch<T = Record> {
+    /// The decoded records, in the order of their lines.
+    pub records: Vec<T>,
     /// The lines that are not records, in their order.
     pub malformed: Vec<MalformedLine>,
     /// Decompressed bytes of the lines in this batch, line endings and empty lines included
     /// (the batches of an object add up to its decompressed size).
     pub bytes: u64,
+}
+
+impl<T> Default for RecordBatch<T> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            malformed: Vec::new(),
+            bytes: 0,
+        }
+    }
 }
 
 impl Record {

@@ -27,8 +27,8 @@ pub use control::{
 pub use inspect::canonical_record;
 pub use load::{Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad};
 pub use lock::TableLock;
-pub use plan::{Row, TablePlan, line_key};
-pub use value::{Cell, ColumnCodec, write_copy_row};
+pub use plan::{Row, TablePlan};
+pub use value::{Cell, ColumnCodec, Token, write_copy_row};
 
 use crate::config::DatabaseUrl;
 use crate::sql::{DdlOptions, Dialect, Statement};

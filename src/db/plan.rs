@@ -1,10 +1,7 @@
 //! A table prepared for loading: its physical names, its columns in load order, and how each
 //! record becomes a row of cells.
 
-use serde_json::{Map, Value};
-
 use super::value::{Cell, ColumnCodec};
-use crate::dap::Record;
 use crate::schema::TableSchema;
 use crate::sql::{Dialect, LoadColumns, TableNames};
 
@@ -59,56 +56,9 @@ impl TablePlan {
         format!("{}.{}", self.schema.namespace, self.schema.table)
     }
 
-    /// Converts an upsert record into a full row. The record's key and value are taken out.
-    pub fn row(&self, record: &mut Record) -> Result<Row, String> {
-        let mut key = std::mem::take(&mut record.key);
-        let mut value = std::mem::take(&mut record.value);
-        let key_len = self.columns.key_len;
-        let mut row = Vec::with_capacity(self.codecs.len());
-        for (i, (column, codec)) in self.schema.columns.iter().zip(&self.codecs).enumerate() {
-            let source = if i < key_len { &mut key } else { &mut value };
-            let cell = codec
-                .convert(source.remove(&column.name))
-                .map_err(|e| format!("column `{}` {e}", column.name))?;
-            row.push(cell);
-        }
-        self.no_leftovers(&key, &value)?;
-        Ok(row)
-    }
-
-    /// Converts a delete record into its key cells.
-    pub fn key_row(&self, record: &mut Record) -> Result<Row, String> {
-        let mut key = std::mem::take(&mut record.key);
-        let mut row = Vec::with_capacity(self.columns.key_len);
-        for (column, codec) in self
-            .schema
-            .columns
-            .iter()
-            .zip(&self.codecs)
-            .take(self.columns.key_len)
-        {
-            let cell = codec
-                .convert(key.remove(&column.name))
-                .map_err(|e| format!("key `{}` {e}", column.name))?;
-            row.push(cell);
-        }
-        self.no_leftovers(&key, &Map::new())?;
-        Ok(row)
-    }
-
-    /// A property the schema does not know would be silently dropped: refuse the record instead.
-    fn no_leftovers(
-        &self,
-        key: &Map<String, Value>,
-        value: &Map<String, Value>,
-    ) -> Result<(), String> {
-        match key.keys().chain(value.keys()).next() {
-            Some(name) => Err(format!(
-                "has a property `{name}` that schema version {} does not define",
-                self.schema.version
-            )),
-            None => Ok(()),
-        }
+    /// How each column's values are converted, in [`TablePlan::columns`] order.
+    pub fn codecs(&self) -> &[ColumnCodec] {
+        &self.codecs
     }
 
     /// A text that identifies a row's key (the key cells joined), for telling keys apart in a batch.
@@ -122,10 +72,4 @@ impl TablePlan {
         }
         out
     }
-}
-
-/// The `key` of a record line as JSON text, for the reject table (the record itself may be gone).
-pub fn line_key(line: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(line).ok()?;
-    value.get("key").map(Value::to_string)
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde_json::Value;
 
 use crate::schema::{ColumnType, TRUNCATION_PLACEHOLDER};
@@ -59,48 +59,142 @@ impl ColumnCodec {
         }
     }
 
-    /// Converts a property value (`None` when the property is absent, which means NULL).
-    pub fn convert(&self, value: Option<Value>) -> Result<Cell, String> {
-        match value {
-            None | Some(Value::Null) if self.nullable => Ok(Cell::Null),
-            None | Some(Value::Null) => Err("is missing but the column is NOT NULL".into()),
-            Some(value) => convert(&self.ty, value, self.dialect, self.enum_values.as_ref()),
+    /// Whether the column holds JSON text (objects, arrays): its values are converted from
+    /// their raw JSON with [`ColumnCodec::convert_raw`], the others with
+    /// [`ColumnCodec::convert_token`].
+    pub fn is_nested(&self) -> bool {
+        matches!(self.ty, ColumnType::Json | ColumnType::Array { .. })
+    }
+
+    /// Converts a scalar value as the parser produced it. `Token::Null` stands for an absent
+    /// property too (a missing property means NULL).
+    pub fn convert_token(&self, token: Token<'_>) -> Result<Cell, String> {
+        match token {
+            Token::Null if self.nullable => Ok(Cell::Null),
+            Token::Null => Err("is missing but the column is NOT NULL".into()),
+            token => convert(&self.ty, token, self.dialect, self.enum_values.as_ref()),
         }
+    }
+
+    /// Converts the raw JSON text of a value of a nested column (see [`ColumnCodec::is_nested`]).
+    pub fn convert_raw(&self, json: &str) -> Result<Cell, String> {
+        let json = json.trim();
+        if json == "null" {
+            return self.convert_token(Token::Null);
+        }
+        let array = json.starts_with('[');
+        match &self.ty {
+            ColumnType::Array { item } if self.dialect == Dialect::Postgres => {
+                let Ok(Value::Array(items)) = serde_json::from_str::<Value>(json) else {
+                    return Err(format!("expected an array, got {}", json_kind(json)));
+                };
+                items
+                    .into_iter()
+                    .map(|item_value| match item_value {
+                        Value::Null => Ok(Cell::Null),
+                        value => convert(item, Token::from(value), self.dialect, None)
+                            .map_err(|e| format!("has an item that {e}")),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Cell::Array)
+            }
+            ColumnType::Array { .. } if !array => {
+                Err(format!("expected an array, got {}", json_kind(json)))
+            }
+            // PostgreSQL jsonb rejects \u0000 even escaped.
+            _ if self.dialect == Dialect::Postgres && json.contains("\\u0000") => {
+                Err("contains a NUL character, which PostgreSQL jsonb cannot hold".into())
+            }
+            _ => Ok(Cell::Json(json.to_owned())),
+        }
+    }
+}
+
+/// A scalar JSON value as the parser produced it, borrowing strings from the line where it can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Token<'a> {
+    /// `null`, or an absent property.
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(std::borrow::Cow<'a, str>),
+    /// An object or an array where a scalar was expected.
+    Nested(&'static str),
+}
+
+impl From<Value> for Token<'_> {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Token::Null,
+            Value::Bool(b) => Token::Bool(b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Token::Int(i),
+                (_, Some(u), _) => Token::UInt(u),
+                (_, _, f) => Token::Float(f.unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Token::Str(s.into()),
+            Value::Array(_) => Token::Nested("an array"),
+            Value::Object(_) => Token::Nested("an object"),
+        }
+    }
+}
+
+impl Token<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Token::Null => "null",
+            Token::Bool(_) => "a boolean",
+            Token::Int(_) | Token::UInt(_) | Token::Float(_) => "a number",
+            Token::Str(_) => "a string",
+            Token::Nested(kind) => kind,
+        }
+    }
+}
+
+fn json_kind(json: &str) -> &'static str {
+    match json.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
     }
 }
 
 fn convert(
     ty: &ColumnType,
-    value: Value,
+    token: Token<'_>,
     dialect: Dialect,
     enums: Option<&HashSet<String>>,
 ) -> Result<Cell, String> {
     match ty {
-        ColumnType::SmallInt => int_in(value, i16::MIN.into(), i16::MAX.into(), "smallint"),
-        ColumnType::Int => int_in(value, i32::MIN.into(), i32::MAX.into(), "integer"),
+        ColumnType::SmallInt => int_in(token, i16::MIN.into(), i16::MAX.into(), "smallint"),
+        ColumnType::Int => int_in(token, i32::MIN.into(), i32::MAX.into(), "integer"),
         ColumnType::BigInt | ColumnType::IntEnum { .. } => {
-            int_in(value, i64::MIN, i64::MAX, "bigint")
+            int_in(token, i64::MIN, i64::MAX, "bigint")
         }
-        ColumnType::Double => float(value, dialect),
-        ColumnType::Boolean => match value {
-            Value::Bool(b) => Ok(Cell::Bool(b)),
-            other => Err(format!("expected a boolean, got {}", kind(&other))),
+        ColumnType::Double => float(token, dialect),
+        ColumnType::Boolean => match token {
+            Token::Bool(b) => Ok(Cell::Bool(b)),
+            other => Err(format!("expected a boolean, got {}", other.kind())),
         },
         ColumnType::Text {
             max_length,
             truncatable,
         } => {
-            let text = string(value, dialect)?;
+            let text = string(token, dialect)?;
             if let Some(max) = max_length {
                 let fits = (*max as usize) >= text.len() || text.chars().count() <= *max as usize;
                 if !(fits || *truncatable && text == TRUNCATION_PLACEHOLDER) {
                     return Err(format!("is longer than its maximum of {max} characters"));
                 }
             }
-            Ok(Cell::Text(text))
+            Ok(Cell::Text(text.into_owned()))
         }
         ColumnType::Timestamp => {
-            let text = string(value, dialect)?;
+            let text = string(token, dialect)?;
             let instant = DateTime::parse_from_rfc3339(&text)
                 .map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))?;
             let utc = instant.naive_utc();
@@ -111,72 +205,61 @@ fn convert(
             Ok(Cell::Timestamp(micros))
         }
         ColumnType::Date => {
-            let text = string(value, dialect)?;
+            let text = string(token, dialect)?;
             NaiveDate::parse_from_str(&text, "%Y-%m-%d")
                 .map(Cell::Date)
                 .map_err(|e| format!("is not a date: {e}"))
         }
         ColumnType::Uuid => {
-            let text = string(value, dialect)?;
+            let text = string(token, dialect)?;
             uuid::Uuid::parse_str(&text)
                 .map(Cell::Uuid)
                 .map_err(|e| format!("is not a uuid: {e}"))
         }
         ColumnType::Enum { .. } => {
-            let text = string(value, dialect)?;
-            if enums.is_some_and(|values| !values.contains(&text)) {
+            let text = string(token, dialect)?;
+            if enums.is_some_and(|values| !values.contains(text.as_ref())) {
                 return Err(format!("value {text:?} is not one of the enum's values"));
             }
-            Ok(Cell::Text(text))
+            Ok(Cell::Text(text.into_owned()))
         }
         ColumnType::IpAddress => {
-            let text = string(value, dialect)?;
+            let text = string(token, dialect)?;
             text.parse::<IpAddr>()
                 .map_err(|e| format!("is not an IP address: {e}"))?;
-            Ok(Cell::Text(text))
+            Ok(Cell::Text(text.into_owned()))
         }
-        ColumnType::Array { item } if dialect == Dialect::Postgres => match value {
-            Value::Array(items) => items
-                .into_iter()
-                .map(|item_value| match item_value {
-                    Value::Null => Ok(Cell::Null),
-                    v => {
-                        convert(item, v, dialect, None).map_err(|e| format!("has an item that {e}"))
-                    }
-                })
-                .collect::<Result<_, _>>()
-                .map(Cell::Array),
-            other => Err(format!("expected an array, got {}", kind(&other))),
-        },
-        ColumnType::Array { .. } => match value {
-            Value::Array(_) => json(&value, dialect),
-            other => Err(format!("expected an array, got {}", kind(&other))),
-        },
-        ColumnType::Json => json(&value, dialect),
+        ColumnType::Array { .. } => Err(format!("expected an array, got {}", token.kind())),
+        ColumnType::Json => Err(format!("expected JSON, got {}", token.kind())),
     }
 }
 
-fn int_in(value: Value, min: i64, max: i64, name: &str) -> Result<Cell, String> {
-    match value.as_i64() {
-        Some(i) if (min..=max).contains(&i) => Ok(Cell::Int(i)),
+fn int_in(token: Token<'_>, min: i64, max: i64, name: &str) -> Result<Cell, String> {
+    let value = match token {
+        Token::Int(i) => Some(i128::from(i)),
+        Token::UInt(u) => Some(i128::from(u)),
+        _ => None,
+    };
+    match value {
+        Some(i) if (i128::from(min)..=i128::from(max)).contains(&i) => Ok(Cell::Int(i as i64)),
         Some(i) => Err(format!("value {i} is out of range for {name}")),
-        None => Err(format!("expected an integer, got {}", kind(&value))),
+        None => Err(format!("expected an integer, got {}", token.kind())),
     }
 }
 
-fn float(value: Value, dialect: Dialect) -> Result<Cell, String> {
-    let f = match &value {
-        Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| "is not a finite number".to_owned())?,
+fn float(token: Token<'_>, dialect: Dialect) -> Result<Cell, String> {
+    let f = match &token {
+        Token::Int(i) => *i as f64,
+        Token::UInt(u) => *u as f64,
+        Token::Float(f) => *f,
         // JSON has no NaN or Infinity; exporters that need them send them as strings.
-        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+        Token::Str(s) => match s.to_ascii_lowercase().as_str() {
             "nan" => f64::NAN,
             "infinity" | "inf" | "+infinity" => f64::INFINITY,
             "-infinity" | "-inf" => f64::NEG_INFINITY,
             _ => return Err(format!("expected a number, got the string {s:?}")),
         },
-        other => return Err(format!("expected a number, got {}", kind(other))),
+        other => return Err(format!("expected a number, got {}", other.kind())),
     };
     let allowed = match dialect {
         Dialect::Postgres => true,
@@ -192,39 +275,65 @@ fn float(value: Value, dialect: Dialect) -> Result<Cell, String> {
     }
 }
 
-fn string(value: Value, dialect: Dialect) -> Result<String, String> {
-    match value {
-        Value::String(s) if dialect == Dialect::Postgres && s.contains('\0') => {
+fn string(token: Token<'_>, dialect: Dialect) -> Result<std::borrow::Cow<'_, str>, String> {
+    match token {
+        Token::Str(s) if dialect == Dialect::Postgres && s.contains('\0') => {
             Err("contains a NUL character, which PostgreSQL text cannot hold".into())
         }
-        Value::String(s) => Ok(s),
-        other => Err(format!("expected a string, got {}", kind(&other))),
-    }
-}
-
-fn json(value: &Value, dialect: Dialect) -> Result<Cell, String> {
-    let text = value.to_string();
-    // PostgreSQL jsonb rejects \u0000 even escaped.
-    if dialect == Dialect::Postgres && text.contains("\\u0000") {
-        return Err("contains a NUL character, which PostgreSQL jsonb cannot hold".into());
-    }
-    Ok(Cell::Json(text))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Token::Str(s) => Ok(s),
+        other => Err(format!("expected a string, got {}", other.kind())),
     }
 }
 
 /// Formats a timestamp the way every target parses it: `YYYY-MM-DD HH:MM:SS.ffffff`.
 pub fn format_timestamp(ts: &NaiveDateTime, out: &mut String) {
-    let _ = write!(out, "{}", ts.format("%Y-%m-%d %H:%M:%S%.6f"));
+    format_date(&ts.date(), out);
+    let time = ts.time();
+    out.push(' ');
+    push_padded(out, time.hour(), 2);
+    out.push(':');
+    push_padded(out, time.minute(), 2);
+    out.push(':');
+    // A leap second arrives as nanoseconds over 10^9; it stays in the same second.
+    push_padded(out, time.second(), 2);
+    out.push('.');
+    push_padded(out, (time.nanosecond() / 1_000).min(999_999), 6);
+}
+
+/// Formats a date as `YYYY-MM-DD` (chrono's own formatting for years outside 0..=9999).
+fn format_date(date: &NaiveDate, out: &mut String) {
+    match u32::try_from(date.year()) {
+        Ok(year) if year <= 9999 => {
+            push_padded(out, year, 4);
+            out.push('-');
+            push_padded(out, date.month(), 2);
+            out.push('-');
+            push_padded(out, date.day(), 2);
+        }
+        _ => {
+            let _ = write!(out, "{}", date.format("%Y-%m-%d"));
+        }
+    }
+}
+
+/// Appends `value` in decimal, zero-padded to `width` digits (the hot path of COPY encoding:
+/// no format-string parsing).
+fn push_padded(out: &mut String, value: u32, width: usize) {
+    let mut digits = [0u8; 10];
+    let mut rest = value;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in digits.len() - start..width {
+        out.push('0');
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends one row in PostgreSQL's COPY text format (tab-separated, `\N` for NULL, backslash
@@ -264,9 +373,7 @@ fn write_plain(cell: &Cell, out: &mut String) {
         }
         Cell::Bool(b) => out.push(if *b { 't' } else { 'f' }),
         Cell::Timestamp(ts) => format_timestamp(ts, out),
-        Cell::Date(d) => {
-            let _ = write!(out, "{}", d.format("%Y-%m-%d"));
-        }
+        Cell::Date(d) => format_date(d, out),
         Cell::Uuid(u) => {
             let _ = write!(out, "{}", u.hyphenated());
         }
@@ -353,7 +460,12 @@ mod tests {
     use serde_json::json;
 
     fn conv(ty: ColumnType, v: Value, dialect: Dialect) -> Result<Cell, String> {
-        ColumnCodec::new(ty, true, dialect).convert(Some(v))
+        let codec = ColumnCodec::new(ty, true, dialect);
+        if codec.is_nested() {
+            codec.convert_raw(&v.to_string())
+        } else {
+            codec.convert_token(Token::from(v))
+        }
     }
 
     fn text(max: Option<u32>, truncatable: bool) -> ColumnType {
@@ -474,10 +586,16 @@ mod tests {
     #[test]
     fn required_columns_refuse_null() {
         let codec = ColumnCodec::new(ColumnType::BigInt, false, Dialect::Postgres);
-        assert!(codec.convert(None).unwrap_err().contains("NOT NULL"));
-        assert!(codec.convert(Some(Value::Null)).is_err());
+        assert!(
+            codec
+                .convert_token(Token::Null)
+                .unwrap_err()
+                .contains("NOT NULL")
+        );
+        assert!(codec.convert_raw("null").is_err());
         assert_eq!(
-            ColumnCodec::new(ColumnType::BigInt, true, Dialect::Postgres).convert(None),
+            ColumnCodec::new(ColumnType::BigInt, true, Dialect::Postgres)
+                .convert_token(Token::Null),
             Ok(Cell::Null)
         );
     }

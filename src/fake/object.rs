@@ -110,10 +110,16 @@ pub(super) fn write_objects(
     objects.into_iter().map(|(_, object)| object).collect()
 }
 
+/// Lines between two gzip sync flushes in objects of more than this many rows (smaller objects,
+/// as in tests, flush after every line).
+const FLUSH_EVERY: u64 = 256;
+
 /// Writes one object; returns its compressed size and cut points.
 ///
-/// Every line is followed by a gzip sync flush so that a record boundary is also a byte
-/// boundary of the compressed stream.
+/// The stream is sync-flushed every [`FLUSH_EVERY`] lines (every line in small objects), so that
+/// a record boundary is also a byte boundary of the compressed stream there. Flushing after
+/// every line of a large object would make each line a deflate block of its own, far costlier
+/// to decompress than real DAP objects.
 fn write_object(
     extract: &Extract,
     group: &[(u64, RowState)],
@@ -127,34 +133,45 @@ fn write_object(
         },
         Compression::fast(),
     );
-    // Flushing before any line writes the header, so offsets[0] is where the data starts.
+    let every = if group.len() as u64 <= FLUSH_EVERY {
+        1
+    } else {
+        FLUSH_EVERY
+    };
+    // Flushing before any line writes the header, so the first flush point is where data starts.
     encoder.flush()?;
-    let mut offsets = vec![encoder.get_ref().written];
+    let mut flushes = vec![(0, encoder.get_ref().written)];
+    let mut lines = 0u64;
     extract.write_lines(group, |line| {
         encoder.write_all(line)?;
-        encoder.flush()?;
-        offsets.push(encoder.get_ref().written);
+        lines += 1;
+        if lines % every == 0 {
+            encoder.flush()?;
+            flushes.push((lines, encoder.get_ref().written));
+        }
         Ok::<(), io::Error>(())
     })?;
+    if lines % every != 0 {
+        encoder.flush()?;
+        flushes.push((lines, encoder.get_ref().written));
+    }
     let mut counting = encoder.finish()?;
     counting.inner.flush()?;
-    Ok((counting.written, cut_points(&offsets)))
+    Ok((counting.written, cut_points(&flushes)))
 }
 
-/// Cuts after the middle line (after the only line when there is one).
-fn cut_points(offsets: &[u64]) -> CutPoints {
-    let lines = offsets.len() - 1;
-    let k = (lines / 2).max(1).min(lines);
-    let before = offsets[k.saturating_sub(1)];
-    let after = offsets[k];
+/// Cuts at the flush point in the middle (after the only one when there is one), and halfway
+/// between it and the flush point before. `flushes` holds (lines written, compressed offset)
+/// pairs, starting with the data's start.
+fn cut_points(flushes: &[(u64, u64)]) -> CutPoints {
+    let k = (flushes.len() / 2).max(1).min(flushes.len() - 1);
+    let (lines_before, after) = flushes[k];
+    // An object without lines has only its start: cut inside the header.
+    let before = if k == 0 { after / 2 } else { flushes[k - 1].1 };
     CutPoints {
         record_boundary: after,
-        lines_before: k as u64,
-        mid_record: if k == 0 {
-            after / 2
-        } else {
-            (before + after) / 2
-        },
+        lines_before,
+        mid_record: if k == 0 { before } else { (before + after) / 2 },
     }
 }
 
@@ -225,9 +242,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cuts_fall_inside_and_after_the_middle_line() {
+    fn cuts_fall_at_the_middle_flush_and_inside_the_lines_before_it() {
+        let flushes = [(0, 10), (1, 30), (2, 50), (3, 70), (4, 90)];
         assert_eq!(
-            cut_points(&[10, 30, 50, 70, 90]),
+            cut_points(&flushes),
             CutPoints {
                 record_boundary: 50,
                 lines_before: 2,
@@ -235,7 +253,7 @@ mod tests {
             }
         );
         assert_eq!(
-            cut_points(&[10, 30]),
+            cut_points(&[(0, 10), (1, 30)]),
             CutPoints {
                 record_boundary: 30,
                 lines_before: 1,
@@ -243,11 +261,11 @@ mod tests {
             }
         );
         assert_eq!(
-            cut_points(&[10]),
+            cut_points(&[(0, 10), (256, 400), (512, 800)]),
             CutPoints {
-                record_boundary: 10,
-                lines_before: 0,
-                mid_record: 5
+                record_boundary: 400,
+                lines_before: 256,
+                mid_record: 205
             }
         );
     }

@@ -9,8 +9,8 @@
 //!   in one transaction with the new watermark. SnapshotRequiredError and OutOfRangeError are
 //!   recorded and answered with a re-snapshot.
 
+mod decode;
 mod progress;
-mod validate;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+pub use decode::{Decoded, RowDecoder};
 pub use progress::ProgressMode;
-pub use validate::RecordValidator;
 
 use crate::config::OnInvalidRecord;
-use crate::dap::{Action, CompleteJob, DapClient, DapError, Query, RecordStream};
+use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
     Change, Commit, Db, DbError, Load, LoadStats, NewRun, Reject, RunError, RunKind, RunResult,
     TablePlan,
@@ -641,23 +641,18 @@ impl Engine {
     /// Streams a job's records into a load: validation, conversion, rejects. Returns the bytes read.
     async fn pump(
         &self,
-        plan: &TablePlan,
+        plan: &Arc<TablePlan>,
         job: &CompleteJob,
         load: &mut Load,
         incremental: bool,
     ) -> Result<u64, SyncError> {
         let label = plan.label();
-        let validator = if self.options.validate_records {
-            Some(
-                RecordValidator::new(&plan.schema.json).map_err(|reason| SyncError::State {
-                    table: label.clone(),
-                    reason,
-                })?,
-            )
-        } else {
-            None
-        };
-        let mut stream: RecordStream = self.dap.records(job);
+        let decoder = RowDecoder::new(plan.clone(), self.options.validate_records, incremental)
+            .map_err(|reason| SyncError::State {
+                table: label.clone(),
+                reason,
+            })?;
+        let mut stream = self.dap.records_with(job, Arc::new(decoder));
         let mut progress = Progress::new(&label, self.options.progress);
         let mut bytes = 0u64;
         let mut invalid = 0usize;
@@ -679,27 +674,14 @@ impl Engine {
             let mut rows = Vec::new();
             let mut changes = Vec::new();
             let records = batch.records.len();
-            for mut record in batch.records {
-                let converted = match &validator {
-                    Some(v) => v.check(&mut record),
-                    None => Ok(()),
-                }
-                .and_then(|()| match (record.action, incremental) {
-                    (Action::Upsert, false) => plan.row(&mut record).map(|row| rows.push(row)),
-                    (Action::Upsert, true) => plan
-                        .row(&mut record)
-                        .map(|row| changes.push(Change { delete: false, row })),
-                    (Action::Delete, true) => plan
-                        .key_row(&mut record)
-                        .map(|row| changes.push(Change { delete: true, row })),
-                    (Action::Delete, false) => Err("is a delete inside a snapshot".into()),
-                });
-                if let Err(reason) = converted {
-                    rejects.push(Reject {
-                        key: crate::db::line_key(&record.line),
-                        reason,
-                        line: record.line,
-                    });
+            for decoded in batch.records {
+                match decoded {
+                    Decoded::Upsert(row) if incremental => {
+                        changes.push(Change { delete: false, row })
+                    }
+                    Decoded::Upsert(row) => rows.push(row),
+                    Decoded::Delete(row) => changes.push(Change { delete: true, row }),
+                    Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
             if !rejects.is_empty() {

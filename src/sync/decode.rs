@@ -1,0 +1,748 @@
+//! Result lines decoded straight into rows of typed cells, on the download tasks.
+//!
+//! One pass of serde_json over the line's bytes: property names are looked up in the table's
+//! columns, scalar values arrive as borrowed tokens and are converted by the column's codec, and
+//! JSON columns keep their raw text. No `serde_json::Value` tree is built for a record; that
+//! is what makes a snapshot's decoding cheap enough to keep pace with the database's bulk load.
+//!
+//! Checks, and what fails them (the record goes to the reject table, with its line):
+//! - the record's shape: a `key` object, `value` and `meta` objects, a known `meta.action`;
+//! - each property: one the schema defines, a value of the column's type (and range, length,
+//!   enum values), required properties present;
+//! - with validation on, each column whose JSON schema says more than its type (nested objects
+//!   and arrays, numeric bounds, integer enums, patterns) is checked by the jsonschema crate
+//!   against that property's schema.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::dap::{LineDecoder, MalformedLine};
+use crate::db::{Cell, Reject, Row, TablePlan, Token};
+
+/// What a line becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A row to insert or update, every column in plan order.
+    Upsert(Row),
+    /// The key cells of a row to delete.
+    Delete(Row),
+    /// A record the table cannot take.
+    Rejected(Reject),
+}
+
+/// Decodes the lines of one table's results.
+pub struct RowDecoder {
+    plan: Arc<TablePlan>,
+    /// Column index by property name.
+    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    /// The jsonschema validator of each column that needs one (see the module docs).
+    checks: Vec<Option<jsonschema::Validator>>,
+    /// Whether `D` records are expected (incremental results).
+    deletes: bool,
+}
+
+impl fmt::Debug for RowDecoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowDecoder")
+            .field("table", &self.plan.label())
+            .field(
+                "checked_columns",
+                &self.checks.iter().filter(|c| c.is_some()).count(),
+            )
+            .field("deletes", &self.deletes)
+            .finish()
+    }
+}
+
+/// Schema keywords of a property that the column's codec does not enforce by itself.
+const CHECKED_KEYWORDS: [&str; 11] = [
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "const",
+];
+
+impl RowDecoder {
+    /// A decoder for `plan`'s table; `validate` turns on the jsonschema checks, `deletes` says
+    /// whether the result is incremental (a `D` in a snapshot is refused).
+    pub fn new(plan: Arc<TablePlan>, validate: bool, deletes: bool) -> Result<Self, String> {
+        let schema = &plan.schema;
+        let index = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let mut checks = Vec::with_capacity(schema.columns.len());
+        for (column, codec) in schema.columns.iter().zip(plan.codecs()) {
+            let section = if column.key { "key" } else { "value" };
+            let property = schema.json.pointer(&format!(
+                "/properties/{section}/properties/{}",
+                pointer_escape(&column.name)
+            ));
+            let check = match property {
+                Some(property) if validate && (codec.is_nested() || needs_check(property)) => {
+                    let relaxed = one_of_as_any_of(property.clone());
+                    let validator = jsonschema::validator_for(&relaxed).map_err(|e| {
+                        format!(
+                            "the schema of column `{}` does not compile: {}",
+                            column.name,
+                            e.masked()
+                        )
+                    })?;
+                    Some(validator)
+                }
+                _ => None,
+            };
+            checks.push(check);
+        }
+        Ok(Self {
+            plan,
+            index,
+            checks,
+            deletes,
+        })
+    }
+
+    /// Decodes one line.
+    pub fn decode_line(&self, line: &[u8]) -> Result<Decoded, String> {
+        let mut state = State {
+            cells: vec![None; self.plan.columns.names.len()],
+            action: None,
+            key: None,
+            error: None,
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(line);
+        let parsed = LineSeed {
+            decoder: self,
+            state: &mut state,
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+        if let Some(reason) = state.error.take() {
+            return Ok(self.reject(state.key, reason, line));
+        }
+        if let Err(error) = parsed {
+            return Err(format!("is not valid JSON: {error}"));
+        }
+        let Some(key) = state.key else {
+            return Err("has no `key` object".into());
+        };
+        let key_len = self.plan.columns.key_len;
+        let codecs = self.plan.codecs();
+        let delete = match state.action.as_deref() {
+            None | Some("U") => false,
+            Some("D") => true,
+            Some(other) => {
+                return Ok(self.reject(
+                    Some(key),
+                    format!("has an unknown meta.action {other:?}"),
+                    line,
+                ));
+            }
+        };
+        if delete && !self.deletes {
+            return Ok(self.reject(Some(key), "is a delete inside a snapshot".into(), line));
+        }
+        let columns = if delete { key_len } else { state.cells.len() };
+        let mut row = Vec::with_capacity(columns);
+        for (i, cell) in state.cells.into_iter().take(columns).enumerate() {
+            match cell {
+                Some(cell) => row.push(cell),
+                None => match codecs[i].convert_token(Token::Null) {
+                    Ok(cell) => row.push(cell),
+                    Err(reason) => {
+                        let column = &self.plan.schema.columns[i].name;
+                        return Ok(self.reject(
+                            Some(key),
+                            format!("column `{column}` {reason}"),
+                            line,
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(if delete {
+            Decoded::Delete(row)
+        } else {
+            Decoded::Upsert(row)
+        })
+    }
+
+    fn reject(&self, key: Option<String>, reason: String, line: &[u8]) -> Decoded {
+        Decoded::Rejected(Reject {
+            key,
+            reason,
+            line: String::from_utf8_lossy(line).into_owned(),
+        })
+    }
+
+    /// Converts one property's value and runs its column's check.
+    fn cell<'de, A: MapAccess<'de>>(
+        &self,
+        column: usize,
+        map: &mut A,
+    ) -> Result<Result<Cell, String>, A::Error> {
+        let codec = &self.plan.codecs()[column];
+        let (cell, json) = if codec.is_nested() {
+            let raw: &RawValue = map.next_value()?;
+            (codec.convert_raw(raw.get()), Some(raw.get()))
+        } else {
+            let token = map.next_value_seed(TokenSeed)?;
+            let value = self.checks[column].as_ref().map(|_| token_value(&token));
+            let cell = codec.convert_token(token);
+            return Ok(cell.and_then(|cell| match (&self.checks[column], value) {
+                (Some(check), Some(value)) => self.check(check, column, &value).map(|()| cell),
+                _ => Ok(cell),
+            }));
+        };
+        Ok(cell.and_then(|cell| match (&self.checks[column], json) {
+            (Some(check), Some(json)) => {
+                let value: Value =
+                    serde_json::from_str(json).map_err(|e| format!("is not JSON: {e}"))?;
+                self.check(check, column, &value).map(|()| cell)
+            }
+            _ => Ok(cell),
+        }))
+    }
+
+    fn check(
+        &self,
+        validator: &jsonschema::Validator,
+        column: usize,
+        value: &Value,
+    ) -> Result<(), String> {
+        validator.validate(value).map_err(|error| {
+            let path = error.instance_path().to_string();
+            // `masked` leaves the value out: row contents stay out of logs and reasons.
+            format!(
+                "column `{}`{} fails schema validation: {}",
+                self.plan.schema.columns[column].name,
+                path,
+                error.masked()
+            )
+        })
+    }
+}
+
+impl LineDecoder for RowDecoder {
+    type Item = Decoded;
+
+    fn decode(&self, object_id: &str, line: &[u8]) -> Result<Decoded, MalformedLine> {
+        self.decode_line(line).map_err(|reason| MalformedLine {
+            object_id: object_id.to_owned(),
+            line: String::from_utf8_lossy(line).into_owned(),
+            reason,
+        })
+    }
+}
+
+/// What parsing one line gathered.
+struct State {
+    cells: Vec<Option<Cell>>,
+    action: Option<String>,
+    /// The `key` object as JSON text (for the reject table).
+    key: Option<String>,
+    /// Why the record is refused; parsing stops at the first reason.
+    error: Option<String>,
+}
+
+/// Parsing stops with this error once `State::error` holds the reason.
+fn stop<E: de::Error>() -> E {
+    E::custom("record refused")
+}
+
+struct LineSeed<'a> {
+    decoder: &'a RowDecoder,
+    state: &'a mut State,
+}
+
+impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Name(field)) = map.next_key()? {
+            match field.as_ref() {
+                "key" => {
+                    let raw: &RawValue = map.next_value()?;
+                    self.state.key = Some(raw.get().to_owned());
+                    let mut inner = serde_json::Deserializer::from_str(raw.get());
+                    let section = SectionSeed {
+                        decoder: self.decoder,
+                        state: &mut *self.state,
+                        key: true,
+                    };
+                    if section.deserialize(&mut inner).is_err() {
+                        self.state
+                            .error
+                            .get_or_insert_with(|| "has a `key` that is not an object".into());
+                        return Err(stop());
+                    }
+                }
+                "value" => map.next_value_seed(SectionSeed {
+                    decoder: self.decoder,
+                    state: &mut *self.state,
+                    key: false,
+                })?,
+                "meta" => self.state.action = map.next_value_seed(MetaSeed)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `key` or `value` object.
+struct SectionSeed<'a> {
+    decoder: &'a RowDecoder,
+    state: &'a mut State,
+    key: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for SectionSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SectionSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of columns")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let key_len = self.decoder.plan.columns.key_len;
+        while let Some(Name(name)) = map.next_key()? {
+            let column = self
+                .decoder
+                .index
+                .get(name.as_ref())
+                .copied()
+                .filter(|&i| (i < key_len) == self.key);
+            let Some(column) = column else {
+                let section = if self.key { "key" } else { "value" };
+                let version = self.decoder.plan.schema.version;
+                self.state.error = Some(format!(
+                    "has a {section} property `{name}` that schema version {version} does not define"
+                ));
+                return Err(stop());
+            };
+            match self.decoder.cell(column, &mut map)? {
+                Ok(cell) => self.state.cells[column] = Some(cell),
+                Err(reason) => {
+                    self.state.error = Some(if reason.starts_with("column `") {
+                        reason
+                    } else {
+                        format!("column `{name}` {reason}")
+                    });
+                    return Err(stop());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `meta`: only `action` matters here.
+struct MetaSeed;
+
+impl<'de> DeserializeSeed<'de> for MetaSeed {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetaSeed {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a meta object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut action = None;
+        while let Some(Name(field)) = map.next_key()? {
+            if field == "action" {
+                action = map.next_value::<Option<String>>()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(action)
+    }
+}
+
+/// A property name, borrowed from the line unless it has escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a property name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// A scalar value as a [`Token`]; objects and arrays are skipped and reported as such.
+struct TokenSeed;
+
+impl<'de> DeserializeSeed<'de> for TokenSeed {
+    type Value = Token<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Token<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TokenSeed {
+    type Value = Token<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Token<'de>, E> {
+        Ok(Token::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Token<'de>, E> {
+        Ok(Token::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Token<'de>, E> {
+        Ok(Token::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Token<'de>, E> {
+        Ok(Token::UInt(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Token<'de>, E> {
+        Ok(Token::Float(v))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Token<'de>, E> {
+        Ok(Token::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Token<'de>, E> {
+        Ok(Token::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Token<'de>, E> {
+        Ok(Token::Str(Cow::Owned(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Token<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Token::Nested("an object"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Token<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Token::Nested("an array"))
+    }
+}
+
+/// A token as a JSON value, for the jsonschema check of a scalar column.
+fn token_value(token: &Token<'_>) -> Value {
+    match token {
+        Token::Null | Token::Nested(_) => Value::Null,
+        Token::Bool(b) => Value::Bool(*b),
+        Token::Int(i) => Value::from(*i),
+        Token::UInt(u) => Value::from(*u),
+        Token::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Token::Str(s) => Value::String(s.as_ref().to_owned()),
+    }
+}
+
+fn needs_check(property: &Value) -> bool {
+    let mut found = false;
+    visit_keys(property, &mut |key| {
+        found |= CHECKED_KEYWORDS.contains(&key)
+    });
+    found
+        || property.get("type").and_then(Value::as_str) == Some("integer")
+            && property.get("enum").is_some()
+}
+
+fn visit_keys(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                f(key);
+                visit_keys(inner, f);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| visit_keys(item, f)),
+        _ => {}
+    }
+}
+
+/// DAP writes its truncation placeholder as `oneOf: [{"const": "__dap_oversized_truncated__"},
+/// {"type": "string"}]`, which the placeholder itself matches twice — strictly invalid under
+/// `oneOf`. DAP means "either", so every `oneOf` is read as `anyOf`.
+fn one_of_as_any_of(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    (
+                        if k == "oneOf" { "anyOf".to_owned() } else { k },
+                        one_of_as_any_of(v),
+                    )
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(one_of_as_any_of).collect()),
+        other => other,
+    }
+}
+
+/// `~` and `/` escaped for a JSON pointer.
+fn pointer_escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+/// FNV-1a for the column index: its keys are the schema's own property names, so there is no
+/// hash flooding to fear, and SipHash's cost showed in profiles.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::TableSchema;
+    use crate::sql::Dialect;
+
+    fn decoder(table: &str, validate: bool, deletes: bool) -> RowDecoder {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/schemas/canvas/{table}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let schema =
+            TableSchema::from_envelope("canvas", table, &serde_json::from_str(&text).unwrap())
+                .unwrap();
+        RowDecoder::new(
+            Arc::new(TablePlan::new(Dialect::Postgres, schema)),
+            validate,
+            deletes,
+        )
+        .unwrap()
+    }
+
+    const COURSE: &str = r#""created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00.123456Z", "workflow_state": "available",
+        "account_id": 1, "allow_student_organized_groups": true, "enrollment_term_id": 1, "template": false,
+        "homeroom_course": false, "sync_enrollments_from_homeroom": false"#;
+
+    fn course(key: &str, extra: &str) -> String {
+        format!(
+            r#"{{"key": {key}, "value": {{{COURSE}{extra}}}, "meta": {{"ts": "2024-01-01T00:00:00Z", "action": "U"}}}}"#
+        )
+    }
+
+    fn reason(decoded: Decoded) -> String {
+        match decoded {
+            Decoded::Rejected(reject) => reject.reason,
+            other => panic!("expected a reject, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_becomes_a_row_in_column_order() {
+        let decoder = decoder("courses", true, true);
+        let line = course(
+            r#"{"id": 7}"#,
+            r#", "syllabus_body": "__dap_oversized_truncated__", "name": "Caf\u00e9 \"1\"""#,
+        );
+        let Decoded::Upsert(row) = decoder.decode_line(line.as_bytes()).unwrap() else {
+            panic!("not an upsert")
+        };
+        let plan = &decoder.plan;
+        assert_eq!(row.len(), plan.columns.names.len());
+        assert_eq!(row[0], Cell::Int(7));
+        let at = |name: &str| {
+            &row[plan
+                .schema
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap()]
+        };
+        assert_eq!(
+            at("syllabus_body"),
+            &Cell::Text("__dap_oversized_truncated__".into())
+        );
+        assert_eq!(at("name"), &Cell::Text("Café \"1\"".into()));
+        assert_eq!(at("workflow_state"), &Cell::Text("available".into()));
+        assert_eq!(
+            at("storage_quota"),
+            &Cell::Null,
+            "an absent property is NULL"
+        );
+    }
+
+    #[test]
+    fn deletes_carry_the_key_only_and_are_refused_in_snapshots() {
+        let line = br#"{"key": {"id": 3}, "meta": {"ts": "2024-01-01T00:00:00Z", "action": "D"}}"#;
+        assert_eq!(
+            decoder("courses", true, true).decode_line(line).unwrap(),
+            Decoded::Delete(vec![Cell::Int(3)])
+        );
+        assert!(
+            reason(decoder("courses", true, false).decode_line(line).unwrap())
+                .contains("delete inside a snapshot")
+        );
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_a_reason_and_their_key() {
+        let decoder = decoder("courses", true, true);
+        let wrong_key = decoder
+            .decode_line(course(r#"{"id": "seven"}"#, "").as_bytes())
+            .unwrap();
+        let Decoded::Rejected(reject) = wrong_key else {
+            panic!("not rejected")
+        };
+        assert_eq!(reject.key.as_deref(), Some(r#"{"id": "seven"}"#));
+        assert!(
+            reject.reason.contains("column `id` expected an integer"),
+            "{}",
+            reject.reason
+        );
+        assert!(
+            !reject.reason.contains("seven"),
+            "row contents stay out of reasons"
+        );
+
+        let unknown = decoder
+            .decode_line(course(r#"{"id": 1}"#, r#", "surprise": 1"#).as_bytes())
+            .unwrap();
+        assert!(
+            reason(unknown)
+                .contains("value property `surprise` that schema version 1 does not define")
+        );
+
+        let missing = br#"{"key": {"id": 1}, "value": {}}"#;
+        assert!(reason(decoder.decode_line(missing).unwrap()).contains("NOT NULL"));
+
+        let bad_enum = decoder
+            .decode_line(
+                course(r#"{"id": 1}"#, "")
+                    .replace("available", "archived")
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert!(reason(bad_enum).contains("not one of the enum's values"));
+
+        assert!(
+            decoder
+                .decode_line(b"{\"key\": {\"id\": 1}, \"value\": {\"cut")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            decoder
+                .decode_line(br#"{"value": {}}"#)
+                .unwrap_err()
+                .contains("no `key`")
+        );
+    }
+
+    #[test]
+    fn schema_constraints_beyond_the_type_are_checked_by_jsonschema() {
+        // submissions.points_deducted has exclusiveMaximum 10000.
+        let text = |points: &str| {
+            format!(
+                r#"{{"key": {{"id": 1}}, "value": {{"points_deducted": {points}, "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+                "workflow_state": "submitted", "assignment_id": 1, "user_id": 1, "attempt": 1, "excused": false, "graded_anonymously": false,
+                "late_policy_status": "none", "processed": false, "grade_matches_current_submission": true, "cached_quiz_lti": false,
+                "redo_request": false, "submission_comments_count": 0, "seconds_late_override": 0, "course_id": 1, "extra_attempts": 0,
+                "anonymous_id": "x", "cached_tardiness": "late"}}}}"#
+            )
+        };
+        let checked = decoder("submissions", true, false);
+        let unchecked = decoder("submissions", false, false);
+        let too_big = text("20000");
+        if let Decoded::Rejected(reject) = unchecked.decode_line(too_big.as_bytes()).unwrap() {
+            panic!("only the schema check refuses this: {}", reject.reason);
+        }
+        assert!(
+            reason(checked.decode_line(too_big.as_bytes()).unwrap())
+                .contains("column `points_deducted` fails schema validation")
+        );
+    }
+}
