@@ -145,13 +145,13 @@ fn write_object(
     extract.write_lines(group, |line| {
         encoder.write_all(line)?;
         lines += 1;
-        if lines % every == 0 {
+        if lines.is_multiple_of(every) {
             encoder.flush()?;
             flushes.push((lines, encoder.get_ref().written));
         }
         Ok::<(), io::Error>(())
     })?;
-    if lines % every != 0 {
+    if !lines.is_multiple_of(every) {
         encoder.flush()?;
         flushes.push((lines, encoder.get_ref().written));
     }
