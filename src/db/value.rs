@@ -316,6 +316,19 @@ fn format_date(date: &NaiveDate, out: &mut String) {
     }
 }
 
+/// Appends an integer in decimal.
+fn push_int(out: &mut String, value: i64) {
+    if value < 0 {
+        out.push('-');
+    }
+    match u32::try_from(value.unsigned_abs()) {
+        Ok(small) => push_padded(out, small, 1),
+        Err(_) => {
+            let _ = write!(out, "{}", value.unsigned_abs());
+        }
+    }
+}
+
 /// Appends `value` in decimal, zero-padded to `width` digits (the hot path of COPY encoding:
 /// no format-string parsing).
 fn push_padded(out: &mut String, value: u32, width: usize) {
@@ -365,9 +378,7 @@ pub fn write_copy_row<'a>(cells: impl IntoIterator<Item = &'a Cell>, out: &mut V
 /// Scalars that need no escaping.
 fn write_plain(cell: &Cell, out: &mut String) {
     match cell {
-        Cell::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Cell::Int(i) => push_int(out, *i),
         Cell::Float(f) => {
             let _ = write!(out, "{f:?}");
         }

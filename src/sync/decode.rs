@@ -142,29 +142,26 @@ impl RowDecoder {
         let Some(key) = state.key else {
             return Err("has no `key` object".into());
         };
-        let key_len = self.plan.columns.key_len;
         let codecs = self.plan.codecs();
         let delete = match state.action.as_deref() {
             None | Some("U") => false,
             Some("D") => true,
             Some(other) => {
-                return Ok(self.reject(
-                    Some(key),
-                    format!("has an unknown meta.action {other:?}"),
-                    line,
-                ));
+                let reason = format!("has an unknown meta.action {other:?}");
+                return Ok(self.reject(Some(key), reason, line));
             }
         };
         if delete && !self.deletes {
             return Ok(self.reject(Some(key), "is a delete inside a snapshot".into(), line));
         }
-        let columns = if delete { key_len } else { state.cells.len() };
-        let mut row = Vec::with_capacity(columns);
-        for (i, cell) in state.cells.into_iter().take(columns).enumerate() {
-            match cell {
-                Some(cell) => row.push(cell),
-                None => match codecs[i].convert_token(Token::Null) {
-                    Ok(cell) => row.push(cell),
+        let mut cells = state.cells;
+        if delete {
+            cells.truncate(self.plan.columns.key_len);
+        }
+        for (i, cell) in cells.iter_mut().enumerate() {
+            if cell.is_none() {
+                match codecs[i].convert_token(Token::Null) {
+                    Ok(null) => *cell = Some(null),
                     Err(reason) => {
                         let column = &self.plan.schema.columns[i].name;
                         return Ok(self.reject(
@@ -173,9 +170,14 @@ impl RowDecoder {
                             line,
                         ));
                     }
-                },
+                }
             }
         }
+        // Collected in place: `Option<Cell>` and `Cell` have the same layout.
+        let row: Row = cells
+            .into_iter()
+            .map(|cell| cell.unwrap_or(Cell::Null))
+            .collect();
         Ok(if delete {
             Decoded::Delete(row)
         } else {
@@ -183,9 +185,9 @@ impl RowDecoder {
         })
     }
 
-    fn reject(&self, key: Option<String>, reason: String, line: &[u8]) -> Decoded {
+    fn reject(&self, key: Option<&str>, reason: String, line: &[u8]) -> Decoded {
         Decoded::Rejected(Reject {
-            key,
+            key: key.map(str::to_owned),
             reason,
             line: String::from_utf8_lossy(line).into_owned(),
         })
@@ -252,11 +254,11 @@ impl LineDecoder for RowDecoder {
 }
 
 /// What parsing one line gathered.
-struct State {
+struct State<'line> {
     cells: Vec<Option<Cell>>,
     action: Option<String>,
-    /// The `key` object as JSON text (for the reject table).
-    key: Option<String>,
+    /// The `key` object as JSON text (for the reject table), borrowed from the line.
+    key: Option<&'line str>,
     /// Why the record is refused; parsing stops at the first reason.
     error: Option<String>,
 }
@@ -266,12 +268,12 @@ fn stop<E: de::Error>() -> E {
     E::custom("record refused")
 }
 
-struct LineSeed<'a> {
+struct LineSeed<'a, 'de> {
     decoder: &'a RowDecoder,
-    state: &'a mut State,
+    state: &'a mut State<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
+impl<'de> DeserializeSeed<'de> for LineSeed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -279,7 +281,7 @@ impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for LineSeed<'_> {
+impl<'de> Visitor<'de> for LineSeed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,8 +292,8 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
         while let Some(Name(field)) = map.next_key()? {
             match field.as_ref() {
                 "key" => {
-                    let raw: &RawValue = map.next_value()?;
-                    self.state.key = Some(raw.get().to_owned());
+                    let raw: &'de RawValue = map.next_value()?;
+                    self.state.key = Some(raw.get());
                     let mut inner = serde_json::Deserializer::from_str(raw.get());
                     let section = SectionSeed {
                         decoder: self.decoder,
@@ -321,13 +323,13 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
 }
 
 /// The `key` or `value` object.
-struct SectionSeed<'a> {
+struct SectionSeed<'a, 'line> {
     decoder: &'a RowDecoder,
-    state: &'a mut State,
+    state: &'a mut State<'line>,
     key: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for SectionSeed<'_> {
+impl<'de> DeserializeSeed<'de> for SectionSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -335,7 +337,7 @@ impl<'de> DeserializeSeed<'de> for SectionSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for SectionSeed<'_> {
+impl<'de> Visitor<'de> for SectionSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
