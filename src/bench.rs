@@ -78,6 +78,8 @@ pub struct Report {
 struct FakeProcess {
     child: Child,
     base_url: String,
+    /// Kept open: the child writes more than the first line, and a closed pipe would kill it.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl FakeProcess {
@@ -113,7 +115,11 @@ impl FakeProcess {
         let base_url = lines
             .find_map(|line| line.ok()?.strip_prefix("listening on ").map(str::to_owned))
             .ok_or_else(|| Error::Usage("the fake DAP server did not start".into()))?;
-        Ok(Self { child, base_url })
+        Ok(Self {
+            child,
+            base_url,
+            _stdout: lines,
+        })
     }
 
     /// Applies one change round through the fake's admin API.

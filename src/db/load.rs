@@ -26,7 +26,7 @@ use super::control::{
     PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, write_sync_state,
 };
 use super::plan::{Row, TablePlan};
-use super::query::{Kind, Tx};
+use super::query::{Arg, Kind, Tx};
 use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
 use crate::schema::TableSchema;
@@ -89,6 +89,10 @@ pub type IncrementalLoad = Load;
 
 const CHANNEL_BATCHES: usize = 2;
 const COPY_CHUNK: usize = 1 << 20;
+/// Rows gathered before a multi-row statement is sent (MySQL, SQLite).
+const STATEMENT_ROWS: usize = 8_000;
+/// MySQL: rows per transaction of a snapshot's staging load.
+const MYSQL_COMMIT_ROWS: i64 = 50_000;
 /// Rejects are written in groups of this size (PostgreSQL interrupts its COPY for them).
 const REJECT_FLUSH: usize = 1_000;
 
@@ -128,6 +132,7 @@ impl Db {
             kind,
             receiver,
             stats: LoadStats::default(),
+            inserted: 0,
         };
         let task = tokio::spawn(writer.run());
         Ok(Load {
@@ -183,6 +188,11 @@ impl Db {
             self.execute_statements(&statements, "swapping the snapshot in")
                 .await?;
             crate::failpoint::hit("mysql.snapshot.after_rename");
+            // InnoDB has no statistics for a freshly loaded table yet: without them the next
+            // incremental's deletes by key were planned as full table scans.
+            let analyze = format!("ANALYZE TABLE {}", plan.live.qualified());
+            self.execute_one(&analyze, "analyzing the new table")
+                .await?;
         }
         let mut tx = self.begin().await?;
         write_sync_state(&mut tx, plan, pending.watermark, pending.rows).await?;
@@ -317,6 +327,9 @@ struct Writer {
     kind: LoadKind,
     receiver: mpsc::Receiver<Msg>,
     stats: LoadStats,
+    /// Incremental loads: rows that were new (the rest of the upserts updated rows), so that
+    /// the row count follows without counting the table.
+    inserted: i64,
 }
 
 fn aborted() -> DbError {
@@ -487,10 +500,18 @@ impl Writer {
             LoadKind::Incremental => {
                 let [upsert, delete] =
                     sql::pg_apply_changes(change_table, &plan.live, &plan.columns);
-                self.stats.upserted =
-                    tx.execute(&upsert, &[])
-                        .await
-                        .map_err(self.tx_err("applying upserts"))? as i64;
+                // New rows have no xmax yet; updated ones do.
+                let counted = format!(
+                    "WITH upserted AS ({upsert} RETURNING (xmax = 0) AS inserted) \
+                     SELECT count(*), count(*) FILTER (WHERE inserted) FROM upserted"
+                );
+                let counts = tx
+                    .fetch(&counted, &[], &[Kind::Int, Kind::Int])
+                    .await
+                    .map_err(self.tx_err("applying upserts"))?;
+                let count = |i: usize| counts.first().and_then(|r| r[i].int()).unwrap_or_default();
+                self.stats.upserted = count(0);
+                self.inserted = count(1);
                 self.stats.deleted =
                     tx.execute(&delete, &[])
                         .await
@@ -527,11 +548,27 @@ impl Writer {
     /// Counts the rows, advances the sync state and records the run, then commits.
     async fn finish(&mut self, mut tx: Tx, commit: &Commit) -> Result<(), DbError> {
         let plan = &self.plan;
-        let counted = tx
-            .fetch(&sql::count_rows(&plan.live), &[], &[Kind::Int])
-            .await
-            .map_err(self.tx_err("counting rows"))?;
-        self.stats.row_count = counted.first().and_then(|r| r[0].int()).unwrap_or_default();
+        // Counting a large table costs seconds on InnoDB: follow the count where it is known.
+        let known = match self.kind {
+            // A PostgreSQL snapshot copied (or deduplicated into) exactly `upserted` rows.
+            LoadKind::Snapshot { .. } if tx.dialect() == Dialect::Postgres => {
+                Some(self.stats.upserted)
+            }
+            LoadKind::Snapshot { .. } => None,
+            LoadKind::Incremental => previous_row_count(&mut tx, plan)
+                .await?
+                .map(|before| before + self.inserted - self.stats.deleted),
+        };
+        self.stats.row_count = match known {
+            Some(rows) => rows,
+            None => {
+                let counted = tx
+                    .fetch(&sql::count_rows(&plan.live), &[], &[Kind::Int])
+                    .await
+                    .map_err(self.tx_err("counting rows"))?;
+                counted.first().and_then(|r| r[0].int()).unwrap_or_default()
+            }
+        };
         write_sync_state(&mut tx, plan, commit.watermark, self.stats.row_count).await?;
         let result = self.run_result(commit);
         finish_run(&mut tx, self.run_id, RunOutcome::Success, &result, None).await?;
@@ -594,6 +631,8 @@ impl Writer {
         } else {
             32_766
         };
+        let mut pending: Vec<Row> = Vec::new();
+        let mut committed = 0;
         let (commit, done) = loop {
             let Some(msg) = self.receiver.recv().await else {
                 return Err(aborted());
@@ -601,26 +640,41 @@ impl Writer {
             match msg {
                 Msg::Rows(rows) => {
                     self.stats.upserted += rows.len() as i64;
-                    write_rows(
-                        &mut tx,
-                        &target,
-                        &plan.columns,
-                        rows,
-                        max_vars,
-                        db.max_packet,
-                    )
-                    .await
-                    .map_err(self.tx_err("inserting rows"))?;
-                    if dialect == Dialect::Mysql {
+                    pending.extend(rows);
+                    // Full statements only: the decode batches are smaller than a statement.
+                    if pending.len() >= STATEMENT_ROWS {
+                        write_rows(
+                            &mut tx,
+                            &target,
+                            &plan.columns,
+                            std::mem::take(&mut pending),
+                            max_vars,
+                            db.max_packet,
+                        )
+                        .await
+                        .map_err(self.tx_err("inserting rows"))?;
+                    }
+                    // MySQL: the staging table is invisible until the swap, so the load may
+                    // commit as it goes; a commit every so many rows keeps InnoDB's undo small
+                    // without paying a log flush per batch.
+                    if dialect == Dialect::Mysql
+                        && self.stats.upserted - committed >= MYSQL_COMMIT_ROWS
+                    {
                         tx.commit()
                             .await
                             .map_err(self.tx_err("committing a batch"))?;
                         tx = db.begin().await?;
+                        committed = self.stats.upserted;
                     }
                 }
                 Msg::Changes(changes) => {
                     let (upserts, deletes) = last_change_per_key(&plan, changes);
                     self.stats.upserted += upserts.len() as i64;
+                    let existing =
+                        count_existing(&mut tx, &target, &plan.columns, &upserts, max_vars)
+                            .await
+                            .map_err(self.tx_err("counting existing rows"))?;
+                    self.inserted += upserts.len() as i64 - existing;
                     write_rows(
                         &mut tx,
                         &target,
@@ -643,6 +697,16 @@ impl Writer {
                 Msg::Commit(commit, done) => break (commit, done),
             }
         };
+        write_rows(
+            &mut tx,
+            &target,
+            &plan.columns,
+            pending,
+            max_vars,
+            db.max_packet,
+        )
+        .await
+        .map_err(self.tx_err("inserting rows"))?;
         crate::failpoint::hit("load.before_commit");
         match (self.kind, dialect) {
             (LoadKind::Snapshot { .. }, Dialect::Mysql) => {
@@ -712,6 +776,9 @@ fn cell_size(cell: &Cell) -> usize {
 }
 
 /// Multi-row upserts, as many rows per statement as the placeholder limit and packet size allow.
+///
+/// The next statement's arguments are encoded while the server executes the current one, so
+/// that neither side waits for the other.
 async fn write_rows(
     tx: &mut Tx,
     target: &TableNames,
@@ -723,20 +790,74 @@ async fn write_rows(
     let width = columns.names.len().max(1);
     let max_rows = (max_vars / width).clamp(1, 1_000);
     let byte_budget = max_packet / 2;
-    let mut chunk: Vec<Row> = Vec::new();
+    let mut chunks: Vec<Vec<Row>> = vec![Vec::new()];
     let mut chunk_bytes = 0;
-    let mut rows = rows.into_iter().peekable();
-    while let Some(row) = rows.next() {
+    for row in rows {
         chunk_bytes += row.iter().map(cell_size).sum::<usize>();
+        let chunk = chunks.last_mut().expect("never empty");
         chunk.push(row);
-        let full = chunk.len() >= max_rows || chunk_bytes >= byte_budget;
-        if full || rows.peek().is_none() {
-            let sql = sql::insert_rows(target, columns, chunk.len(), true);
-            execute_bound(tx, &sql, chunk.drain(..).flatten()).await?;
+        if chunk.len() >= max_rows || chunk_bytes >= byte_budget {
+            chunks.push(Vec::new());
             chunk_bytes = 0;
         }
     }
+    let dialect = tx.dialect();
+    let statement = |chunk: Vec<Row>| {
+        let sql = sql::insert_rows(target, columns, chunk.len(), true);
+        BoundArgs::new(dialect, chunk.into_iter().flatten()).map(|args| (sql, args))
+    };
+    let mut current: Option<(String, BoundArgs)> = None;
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        current = Some(match current.take() {
+            Some((sql, args)) => {
+                let (done, next) = tokio::join!(args.execute(tx, &sql), async { statement(chunk) });
+                done?;
+                next?
+            }
+            None => statement(chunk)?,
+        });
+    }
+    if let Some((sql, args)) = current {
+        args.execute(tx, &sql).await?;
+    }
     Ok(())
+}
+
+/// How many of the rows' keys exist in the table already (the rows have distinct keys).
+async fn count_existing(
+    tx: &mut Tx,
+    target: &TableNames,
+    columns: &LoadColumns,
+    rows: &[Row],
+    max_vars: usize,
+) -> Result<i64, sqlx::Error> {
+    let per_statement = (max_vars / columns.key_len.max(1)).clamp(1, 1_000);
+    let mut existing = 0;
+    for chunk in rows.chunks(per_statement) {
+        let sql = sql::count_keys(target, columns, chunk.len());
+        let keys = chunk
+            .iter()
+            .flat_map(|row| row.iter().take(columns.key_len).cloned());
+        existing += count_bound(tx, &sql, keys).await?;
+    }
+    Ok(existing)
+}
+
+/// The row count dapsync stored for the table, if any.
+async fn previous_row_count(tx: &mut Tx, plan: &TablePlan) -> Result<Option<i64>, DbError> {
+    let sql = format!(
+        "SELECT row_count FROM {} WHERE namespace = ? AND table_name = ?",
+        tx.dialect().own_table("table_state")
+    );
+    let args = [
+        Arg::Text(Some(plan.schema.namespace.clone())),
+        Arg::Text(Some(plan.schema.table.clone())),
+    ];
+    let rows = tx
+        .fetch(&sql, &args, &[Kind::Int])
+        .await
+        .map_err(DbError::sql("reading the row count"))?;
+    Ok(rows.first().and_then(|r| r[0].int()))
 }
 
 /// Batched deletes by key; returns the rows deleted.
@@ -756,12 +877,12 @@ async fn delete_rows(
     Ok(deleted)
 }
 
-/// Runs a statement with cells as bind parameters.
-async fn execute_bound(
+/// Runs a `SELECT count(*)` with cells as bind parameters.
+async fn count_bound(
     tx: &mut Tx,
     sql: &str,
     cells: impl Iterator<Item = Cell>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<i64, sqlx::Error> {
     let sql = AssertSqlSafe(sql.to_owned());
     match tx {
         Tx::Mysql(tx) => {
@@ -769,22 +890,74 @@ async fn execute_bound(
             for cell in cells {
                 bind_mysql(&mut args, cell).map_err(sqlx::Error::Encode)?;
             }
-            Ok(sqlx::query_with(sql, args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected())
+            sqlx::query_scalar_with(sql, args)
+                .fetch_one(&mut **tx)
+                .await
         }
         Tx::Sqlite(tx) => {
             let mut args = SqliteArguments::default();
             for cell in cells {
                 bind_sqlite(&mut args, cell).map_err(sqlx::Error::Encode)?;
             }
-            Ok(sqlx::query_with(sql, args)
+            sqlx::query_scalar_with(sql, args)
+                .fetch_one(&mut **tx)
+                .await
+        }
+        Tx::Postgres(_) => unreachable!("PostgreSQL counts with RETURNING"),
+    }
+}
+
+/// Runs a statement with cells as bind parameters.
+async fn execute_bound(
+    tx: &mut Tx,
+    sql: &str,
+    cells: impl Iterator<Item = Cell>,
+) -> Result<u64, sqlx::Error> {
+    BoundArgs::new(tx.dialect(), cells)?.execute(tx, sql).await
+}
+
+/// Bind parameters, encoded ahead of their statement.
+enum BoundArgs {
+    Mysql(MySqlArguments),
+    Sqlite(SqliteArguments),
+}
+
+impl BoundArgs {
+    fn new(dialect: Dialect, cells: impl Iterator<Item = Cell>) -> Result<Self, sqlx::Error> {
+        let encode = sqlx::Error::Encode;
+        Ok(match dialect {
+            Dialect::Mysql => {
+                let mut args = MySqlArguments::default();
+                for cell in cells {
+                    bind_mysql(&mut args, cell).map_err(encode)?;
+                }
+                BoundArgs::Mysql(args)
+            }
+            Dialect::Sqlite => {
+                let mut args = SqliteArguments::default();
+                for cell in cells {
+                    bind_sqlite(&mut args, cell).map_err(encode)?;
+                }
+                BoundArgs::Sqlite(args)
+            }
+            Dialect::Postgres => unreachable!("PostgreSQL loads with COPY"),
+        })
+    }
+
+    /// Runs `sql` with these arguments; returns the rows affected.
+    async fn execute(self, tx: &mut Tx, sql: &str) -> Result<u64, sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        Ok(match (self, tx) {
+            (BoundArgs::Mysql(args), Tx::Mysql(tx)) => sqlx::query_with(sql, args)
                 .execute(&mut **tx)
                 .await?
-                .rows_affected())
-        }
-        Tx::Postgres(_) => unreachable!("PostgreSQL loads with COPY"),
+                .rows_affected(),
+            (BoundArgs::Sqlite(args), Tx::Sqlite(tx)) => sqlx::query_with(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            _ => unreachable!("arguments are encoded for their transaction's dialect"),
+        })
     }
 }
 

@@ -98,6 +98,23 @@ pub fn insert_rows(names: &TableNames, columns: &LoadColumns, rows: usize, upser
 
 /// `DELETE` of `rows` keys given as binds: `WHERE k IN (?, ...)` or `WHERE (k1, k2) IN ((?, ?), ...)`.
 pub fn delete_keys(names: &TableNames, columns: &LoadColumns, rows: usize) -> String {
+    format!(
+        "DELETE FROM {} WHERE {}",
+        names.qualified(),
+        key_filter(names, columns, rows)
+    )
+}
+
+/// How many of `rows` keys given as binds exist (see [`delete_keys`]).
+pub fn count_keys(names: &TableNames, columns: &LoadColumns, rows: usize) -> String {
+    format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        names.qualified(),
+        key_filter(names, columns, rows)
+    )
+}
+
+fn key_filter(names: &TableNames, columns: &LoadColumns, rows: usize) -> String {
     let key = columns.key(names.dialect);
     let (target, one) = if key.len() == 1 {
         (key[0].clone(), "?".to_owned())
@@ -107,11 +124,7 @@ pub fn delete_keys(names: &TableNames, columns: &LoadColumns, rows: usize) -> St
             format!("({})", vec!["?"; key.len()].join(", ")),
         )
     };
-    let list = vec![one; rows].join(", ");
-    format!(
-        "DELETE FROM {} WHERE {target} IN ({list})",
-        names.qualified()
-    )
+    format!("{target} IN ({})", vec![one; rows].join(", "))
 }
 
 /// PostgreSQL: a temporary table shaped like `like` (types and enum types included, no

@@ -13,8 +13,8 @@ mod postgres;
 mod sqlite;
 
 pub use dml::{
-    DELETE_COLUMN, LoadColumns, SEQ_COLUMN, copy_from_stdin, count_rows, delete_keys, insert_rows,
-    pg_apply_changes, pg_create_change_table, pg_insert_latest, select_all,
+    DELETE_COLUMN, LoadColumns, SEQ_COLUMN, copy_from_stdin, count_keys, count_rows, delete_keys,
+    insert_rows, pg_apply_changes, pg_create_change_table, pg_insert_latest, select_all,
 };
 pub use naming::TableNames;
 
