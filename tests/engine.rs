@@ -176,6 +176,21 @@ async fn repeated_keys_keep_the_last_version() {
             support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
         }
         engine.db().close().await;
+
+        // A table not known to repeat keys is loaded again with last-one-wins when its
+        // snapshot turns out to repeat them.
+        let db = TestDb::new(dialect).await;
+        let mut config = support::config(&fake, &db);
+        config.sync.repeated_keys.clear();
+        let engine = dapsync::app::engine(&config, ProgressMode::Quiet)
+            .await
+            .unwrap();
+        engine
+            .sync_table("canvas_logs", "web_logs", Mode::Sync)
+            .await
+            .unwrap();
+        support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
+        engine.db().close().await;
     }
 }
 

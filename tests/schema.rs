@@ -705,7 +705,6 @@ async fn schema_changes_on_sqlite() {
 /// the new one, with such records in the first window: they should load (the replica allows
 /// every one of them), not be rejected.
 #[tokio::test]
-#[ignore = "the engine validates and converts these records against the new version only"]
 async fn restrictive_changes_with_old_rows_in_the_window() {
     for dialect in support::DIALECTS {
         let t = Evolving::start(dialect, "restricted", |_| {}).await;

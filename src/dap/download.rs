@@ -48,10 +48,13 @@ pub struct RecordStream<D: LineDecoder = RecordDecoder> {
     sender: BatchSender<D::Item>,
     receiver: mpsc::Receiver<Result<RecordBatch<D::Item>, DapError>>,
     finished: bool,
+    /// Objects downloaded at the same time.
+    concurrency: usize,
 }
 
 impl<D: LineDecoder> RecordStream<D> {
     pub(super) fn new(client: DapClient, job: &CompleteJob, decoder: std::sync::Arc<D>) -> Self {
+        let concurrency = client.inner.options.download_concurrency;
         // One slot is enough to keep the consumer busy: every download waiting to send also
         // holds a finished batch.
         let (sender, receiver) = mpsc::channel(1);
@@ -66,7 +69,15 @@ impl<D: LineDecoder> RecordStream<D> {
             sender,
             receiver,
             finished: false,
+            concurrency,
         }
+    }
+
+    /// Downloads one object at a time, so that records come in the order of the objects and of
+    /// their lines (the job's order). Call it before the first [`RecordStream::next_batch`].
+    pub fn sequential(mut self) -> Self {
+        self.concurrency = 1;
+        self
     }
 
     /// The next batch; `None` when every object has been read completely. After an error the
@@ -119,7 +130,7 @@ impl<D: LineDecoder> RecordStream<D> {
     /// Fills the free download slots.
     async fn start_downloads(&mut self) -> Result<(), DapError> {
         let options = &self.client.inner.options;
-        while self.downloads.len() < options.download_concurrency {
+        while self.downloads.len() < self.concurrency {
             if self.resolved.is_empty() || self.resolved_at.elapsed() > URL_REUSE_LIMIT {
                 // Leave the queues as they are until the answer is in, so that cancelling
                 // `next_batch` loses nothing.

@@ -18,9 +18,13 @@ use crate::sql::{self, Dialect, LiveColumn, TableNames};
 pub(crate) fn columns_query(names: &TableNames) -> (String, Vec<Arg>) {
     let table = Arg::Text(Some(names.table.clone()));
     match names.dialect {
+        // Native enum columns report their type's labels, in the form of MySQL's column_type.
         Dialect::Postgres => (
-            "SELECT column_name::text, is_nullable::text, ''::text FROM information_schema.columns \
-             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position"
+            "SELECT a.attname::text, CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, \
+             COALESCE((SELECT 'enum(' || string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) || ')' \
+             FROM pg_enum e WHERE e.enumtypid = a.atttypid), '') \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ? AND c.relname = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
                 .into(),
             vec![Arg::Text(names.schema.clone()), table],
         ),

@@ -803,22 +803,24 @@ async fn write_rows(
     }
     let dialect = tx.dialect();
     let statement = |chunk: Vec<Row>| {
+        let full = chunk.len() == max_rows;
         let sql = sql::insert_rows(target, columns, chunk.len(), true);
-        BoundArgs::new(dialect, chunk.into_iter().flatten()).map(|args| (sql, args))
+        BoundArgs::new(dialect, chunk.into_iter().flatten()).map(|args| (sql, args, full))
     };
-    let mut current: Option<(String, BoundArgs)> = None;
+    let mut current: Option<(String, BoundArgs, bool)> = None;
     for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
         current = Some(match current.take() {
-            Some((sql, args)) => {
-                let (done, next) = tokio::join!(args.execute(tx, &sql), async { statement(chunk) });
+            Some((sql, args, full)) => {
+                let (done, next) =
+                    tokio::join!(args.execute(tx, &sql, full), async { statement(chunk) });
                 done?;
                 next?
             }
             None => statement(chunk)?,
         });
     }
-    if let Some((sql, args)) = current {
-        args.execute(tx, &sql).await?;
+    if let Some((sql, args, full)) = current {
+        args.execute(tx, &sql, full).await?;
     }
     Ok(())
 }
@@ -838,7 +840,8 @@ async fn count_existing(
         let keys = chunk
             .iter()
             .flat_map(|row| row.iter().take(columns.key_len).cloned());
-        existing += count_bound(tx, &sql, keys).await?;
+        let args = BoundArgs::new(tx.dialect(), keys)?;
+        existing += args.count(tx, &sql, chunk.len() == per_statement).await?;
     }
     Ok(existing)
 }
@@ -872,48 +875,22 @@ async fn delete_rows(
     let mut deleted = 0;
     for chunk in keys.chunks(per_statement) {
         let sql = sql::delete_keys(target, columns, chunk.len());
-        deleted += execute_bound(tx, &sql, chunk.iter().flatten().cloned()).await? as i64;
+        let full = chunk.len() == per_statement;
+        deleted += execute_bound(tx, &sql, chunk.iter().flatten().cloned(), full).await? as i64;
     }
     Ok(deleted)
 }
 
-/// Runs a `SELECT count(*)` with cells as bind parameters.
-async fn count_bound(
-    tx: &mut Tx,
-    sql: &str,
-    cells: impl Iterator<Item = Cell>,
-) -> Result<i64, sqlx::Error> {
-    let sql = AssertSqlSafe(sql.to_owned());
-    match tx {
-        Tx::Mysql(tx) => {
-            let mut args = MySqlArguments::default();
-            for cell in cells {
-                bind_mysql(&mut args, cell).map_err(sqlx::Error::Encode)?;
-            }
-            sqlx::query_scalar_with(sql, args)
-                .fetch_one(&mut **tx)
-                .await
-        }
-        Tx::Sqlite(tx) => {
-            let mut args = SqliteArguments::default();
-            for cell in cells {
-                bind_sqlite(&mut args, cell).map_err(sqlx::Error::Encode)?;
-            }
-            sqlx::query_scalar_with(sql, args)
-                .fetch_one(&mut **tx)
-                .await
-        }
-        Tx::Postgres(_) => unreachable!("PostgreSQL counts with RETURNING"),
-    }
-}
-
-/// Runs a statement with cells as bind parameters.
+/// Runs a statement with cells as bind parameters (see [`BoundArgs::execute`]).
 async fn execute_bound(
     tx: &mut Tx,
     sql: &str,
     cells: impl Iterator<Item = Cell>,
+    persistent: bool,
 ) -> Result<u64, sqlx::Error> {
-    BoundArgs::new(tx.dialect(), cells)?.execute(tx, sql).await
+    BoundArgs::new(tx.dialect(), cells)?
+        .execute(tx, sql, persistent)
+        .await
 }
 
 /// Bind parameters, encoded ahead of their statement.
@@ -944,15 +921,39 @@ impl BoundArgs {
         })
     }
 
-    /// Runs `sql` with these arguments; returns the rows affected.
-    async fn execute(self, tx: &mut Tx, sql: &str) -> Result<u64, sqlx::Error> {
+    /// Runs a `SELECT count(*)` with these arguments.
+    async fn count(self, tx: &mut Tx, sql: &str, persistent: bool) -> Result<i64, sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match (self, tx) {
+            (BoundArgs::Mysql(args), Tx::Mysql(tx)) => {
+                sqlx::query_scalar_with(sql, args)
+                    .persistent(persistent)
+                    .fetch_one(&mut **tx)
+                    .await
+            }
+            (BoundArgs::Sqlite(args), Tx::Sqlite(tx)) => {
+                sqlx::query_scalar_with(sql, args)
+                    .persistent(persistent)
+                    .fetch_one(&mut **tx)
+                    .await
+            }
+            _ => unreachable!("arguments are encoded for their transaction's dialect"),
+        }
+    }
+
+    /// Runs `sql` with these arguments; returns the rows affected. Only `persistent` statements
+    /// stay prepared on the connection: multi-row statements for odd-sized remainders would
+    /// otherwise fill the statement cache with large, never reused statements.
+    async fn execute(self, tx: &mut Tx, sql: &str, persistent: bool) -> Result<u64, sqlx::Error> {
         let sql = AssertSqlSafe(sql.to_owned());
         Ok(match (self, tx) {
             (BoundArgs::Mysql(args), Tx::Mysql(tx)) => sqlx::query_with(sql, args)
+                .persistent(persistent)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
             (BoundArgs::Sqlite(args), Tx::Sqlite(tx)) => sqlx::query_with(sql, args)
+                .persistent(persistent)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),

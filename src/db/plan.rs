@@ -2,8 +2,8 @@
 //! record becomes a row of cells.
 
 use super::value::{Cell, ColumnCodec};
-use crate::schema::TableSchema;
-use crate::sql::{Dialect, LoadColumns, TableNames};
+use crate::schema::{ColumnType, TableSchema};
+use crate::sql::{Dialect, LiveColumn, LoadColumns, TableNames};
 
 /// One row of cells in [`TablePlan::columns`] order (for deletes: the key cells only).
 pub type Row = Vec<Cell>;
@@ -17,6 +17,9 @@ pub struct TablePlan {
     /// Physical column names, key first, in schema order.
     pub columns: LoadColumns,
     codecs: Vec<ColumnCodec>,
+    /// Physical names of columns of earlier schema versions that records may still carry (see
+    /// [`TablePlan::accepting`]); their values are left out.
+    ignored: Vec<String>,
 }
 
 impl TablePlan {
@@ -43,6 +46,7 @@ impl TablePlan {
             staging,
             columns,
             codecs,
+            ignored: Vec::new(),
         }
     }
 
@@ -54,6 +58,76 @@ impl TablePlan {
     /// `namespace.table`, for logs and errors.
     pub fn label(&self) -> String {
         format!("{}.{}", self.schema.namespace, self.schema.table)
+    }
+
+    /// The plan adjusted to accept what the live table accepts. Records written under an
+    /// earlier schema version keep arriving (every result repeats the last commit applied), and
+    /// the new version may refuse them where the table does not: dapsync never adds NOT NULL to
+    /// a populated column, never removes an enum label, and keeps removed columns. So a column
+    /// takes NULL if its live column does (or `previous` did not require it), enum labels of the
+    /// live type and of `previous` are accepted, and properties of removed columns are left out.
+    pub fn accepting(mut self, live: &[LiveColumn], previous: Option<&TableSchema>) -> Self {
+        let dialect = self.dialect();
+        let physical = |name: &str| self.live.column(name);
+        self.codecs = self
+            .schema
+            .columns
+            .iter()
+            .map(|column| {
+                let live_column = live.iter().find(|l| l.name == physical(&column.name));
+                let before = previous.and_then(|p| p.column(&column.name));
+                let nullable = column.nullable
+                    || live_column.is_some_and(|l| l.nullable)
+                    || previous.is_some() && before.is_none_or(|b| b.nullable);
+                let ty = match &column.ty {
+                    ColumnType::Enum { values } => {
+                        let mut union = values.clone();
+                        let earlier = live_column
+                            .map(|l| l.enum_values.iter())
+                            .into_iter()
+                            .flatten();
+                        let from_previous = match before.map(|b| &b.ty) {
+                            Some(ColumnType::Enum { values }) => values.as_slice(),
+                            _ => &[],
+                        };
+                        for value in earlier.chain(from_previous) {
+                            if !union.contains(value) {
+                                union.push(value.clone());
+                            }
+                        }
+                        ColumnType::Enum { values: union }
+                    }
+                    ty => ty.clone(),
+                };
+                ColumnCodec::new(ty, nullable, dialect)
+            })
+            .collect();
+        let known: Vec<String> = self
+            .schema
+            .columns
+            .iter()
+            .map(|c| physical(&c.name))
+            .collect();
+        self.ignored = live
+            .iter()
+            .map(|l| l.name.clone())
+            .filter(|name| !known.contains(name))
+            .collect();
+        if let Some(previous) = previous {
+            let removed = previous
+                .columns
+                .iter()
+                .filter(|c| self.schema.column(&c.name).is_none());
+            self.ignored.extend(removed.map(|c| physical(&c.name)));
+        }
+        self
+    }
+
+    /// Whether records may carry `property` although the schema has no such column (see
+    /// [`TablePlan::accepting`]).
+    pub fn ignores(&self, property: &str) -> bool {
+        let physical = self.live.column(property);
+        self.ignored.contains(&physical)
     }
 
     /// How each column's values are converted, in [`TablePlan::columns`] order.

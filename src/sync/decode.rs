@@ -357,6 +357,10 @@ impl<'de> Visitor<'de> for SectionSeed<'_, '_> {
                 .get(name.as_ref())
                 .copied()
                 .filter(|&i| (i < key_len) == self.key);
+            if column.is_none() && !self.key && self.decoder.plan.ignores(&name) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             let Some(column) = column else {
                 let section = if self.key { "key" } else { "value" };
                 let version = self.decoder.plan.schema.version;
