@@ -800,16 +800,6 @@ mod tests {
         Config::load_with_env(Some(&path), &env)
     }
 
-    fn error_text(err: &dyn std::error::Error) -> String {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    }
-
     #[test]
     fn defaults_need_no_file() {
         let config = load("", &[]).unwrap();
@@ -856,15 +846,15 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = load("[dap]\nclient_idd = \"x\"\n", &[]).unwrap_err();
         assert!(
-            error_text(&err).contains("client_idd"),
+            crate::error::chain(&err).contains("client_idd"),
             "{}",
-            error_text(&err)
+            crate::error::chain(&err)
         );
         let err = load("", &[("DAPSYNC_SYNC__SCHEDULEE", "x")]).unwrap_err();
         assert!(
-            error_text(&err).contains("schedulee"),
+            crate::error::chain(&err).contains("schedulee"),
             "{}",
-            error_text(&err)
+            crate::error::chain(&err)
         );
         // Variables that are no settings are left alone (Kubernetes service links).
         let env = [
@@ -891,9 +881,9 @@ mod tests {
         for (toml, expected) in cases {
             let err = load(toml, &[]).unwrap_err();
             assert!(
-                error_text(&err).contains(expected),
+                crate::error::chain(&err).contains(expected),
                 "{toml}: {}",
-                error_text(&err)
+                crate::error::chain(&err)
             );
         }
     }

@@ -177,7 +177,7 @@ impl Retries<'_> {
             status = error.api_error().and_then(|e| e.status),
             uuid = error.uuid(),
             delay_ms = delay.as_millis() as u64,
-            error = %error_chain(&error),
+            error = %crate::error::chain(&error),
             "retrying dap request"
         );
         self.inner.metrics.retry(endpoint);
@@ -188,18 +188,6 @@ impl Retries<'_> {
 
 fn is_authentication(error: &DapError) -> bool {
     matches!(error, DapError::Api { error, .. } if error.is_authentication())
-}
-
-/// The error and its sources on one line, for logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Full-jitter exponential backoff after `failures` failed attempts: a random wait between zero

@@ -89,10 +89,18 @@ pub type IncrementalLoad = Load;
 
 const CHANNEL_BATCHES: usize = 2;
 const COPY_CHUNK: usize = 1 << 20;
-/// Rows gathered before a multi-row statement is sent (MySQL, SQLite).
+/// Rows gathered before multi-row statements are sent (MySQL, SQLite).
 const STATEMENT_ROWS: usize = 8_000;
-/// MySQL: rows per transaction of a snapshot's staging load.
-const MYSQL_COMMIT_ROWS: i64 = 50_000;
+/// Rows per multi-row statement, at most (fewer when the placeholder limit or the packet size
+/// says so).
+const MAX_STATEMENT_ROWS: usize = 1_000;
+/// MySQL: rows per transaction of a snapshot's staging load, on each connection.
+const MYSQL_COMMIT_ROWS: usize = 25_000;
+/// Bind parameters per statement, at most.
+const MYSQL_MAX_VARS: usize = 65_535;
+const SQLITE_MAX_VARS: usize = 32_766;
+/// MySQL: connections that load a snapshot's staging table at the same time.
+const MYSQL_SNAPSHOT_CONNECTIONS: usize = 2;
 /// Rejects are written in groups of this size (PostgreSQL interrupts its COPY for them).
 const REJECT_FLUSH: usize = 1_000;
 
@@ -358,12 +366,11 @@ impl Writer {
         if let Some(schema) = &plan.staging.schema {
             // Created on its own first: inside the load's transaction, a new schema would make
             // every other table's load in that namespace wait for this one's commit.
-            let create = format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                Dialect::Postgres.quote_ident(schema)
-            );
             self.db
-                .execute_one(&create, "creating the namespace's schema")
+                .execute_one(
+                    &sql::pg_create_schema(schema),
+                    "creating the namespace's schema",
+                )
                 .await?;
         }
         let mut tx = self.db.begin().await?;
@@ -627,12 +634,17 @@ impl Writer {
             db.begin().await?
         };
         let max_vars = if dialect == Dialect::Mysql {
-            65_535
+            MYSQL_MAX_VARS
         } else {
-            32_766
+            SQLITE_MAX_VARS
         };
         let mut pending: Vec<Row> = Vec::new();
-        let mut committed = 0;
+        // A MySQL snapshot's rows go in over connections of their own (see `ParallelInserts`).
+        let mut parallel = if snapshot && dialect == Dialect::Mysql {
+            Some(ParallelInserts::start(&db, &plan, MYSQL_SNAPSHOT_CONNECTIONS).await?)
+        } else {
+            None
+        };
         let (commit, done) = loop {
             let Some(msg) = self.receiver.recv().await else {
                 return Err(aborted());
@@ -641,8 +653,10 @@ impl Writer {
                 Msg::Rows(rows) => {
                     self.stats.upserted += rows.len() as i64;
                     pending.extend(rows);
-                    // Full statements only: the decode batches are smaller than a statement.
-                    if pending.len() >= STATEMENT_ROWS {
+                    if let Some(parallel) = &mut parallel {
+                        parallel.push(std::mem::take(&mut pending)).await?;
+                    } else if pending.len() >= STATEMENT_ROWS {
+                        // Full statements only: the decode batches are smaller than a statement.
                         write_rows(
                             &mut tx,
                             &target,
@@ -653,18 +667,6 @@ impl Writer {
                         )
                         .await
                         .map_err(self.tx_err("inserting rows"))?;
-                    }
-                    // MySQL: the staging table is invisible until the swap, so the load may
-                    // commit as it goes; a commit every so many rows keeps InnoDB's undo small
-                    // without paying a log flush per batch.
-                    if dialect == Dialect::Mysql
-                        && self.stats.upserted - committed >= MYSQL_COMMIT_ROWS
-                    {
-                        tx.commit()
-                            .await
-                            .map_err(self.tx_err("committing a batch"))?;
-                        tx = db.begin().await?;
-                        committed = self.stats.upserted;
                     }
                 }
                 Msg::Changes(changes) => {
@@ -697,16 +699,19 @@ impl Writer {
                 Msg::Commit(commit, done) => break (commit, done),
             }
         };
-        write_rows(
-            &mut tx,
-            &target,
-            &plan.columns,
-            pending,
-            max_vars,
-            db.max_packet,
-        )
-        .await
-        .map_err(self.tx_err("inserting rows"))?;
+        match parallel {
+            Some(parallel) => parallel.finish().await?,
+            None => write_rows(
+                &mut tx,
+                &target,
+                &plan.columns,
+                pending,
+                max_vars,
+                db.max_packet,
+            )
+            .await
+            .map_err(self.tx_err("inserting rows"))?,
+        }
         crate::failpoint::hit("load.before_commit");
         match (self.kind, dialect) {
             (LoadKind::Snapshot { .. }, Dialect::Mysql) => {
@@ -742,6 +747,106 @@ impl Writer {
         }
         let _ = done.send(());
         Ok(self.stats)
+    }
+}
+
+/// MySQL snapshot rows loaded over several connections at once. One connection's server thread
+/// is what bounds MariaDB's pace; a second one uses the rest of the machine. Rows are spread by
+/// key (the key's first column for integers, a hash otherwise), so that a key repeated in the snapshot always goes to the same connection, in order:
+/// the last version wins as with one connection, and two connections never wait on each
+/// other's rows. The staging table is invisible until the swap, so each connection commits as
+/// it goes (every so many rows: InnoDB's undo stays small without a log flush per statement).
+struct ParallelInserts {
+    plan: Arc<TablePlan>,
+    /// Per connection: rows gathered for its next statement, and where to send them.
+    pending: Vec<Vec<Row>>,
+    senders: Vec<mpsc::Sender<Vec<Row>>>,
+    tasks: tokio::task::JoinSet<Result<(), DbError>>,
+}
+
+impl ParallelInserts {
+    async fn start(db: &Db, plan: &Arc<TablePlan>, connections: usize) -> Result<Self, DbError> {
+        let mut senders = Vec::with_capacity(connections);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            // One statement waiting while one runs: as few rows in flight as with one connection.
+            let (sender, mut receiver) = mpsc::channel::<Vec<Row>>(1);
+            let mut tx = db.begin().await?;
+            let (db, plan) = (db.clone(), plan.clone());
+            tasks.spawn(async move {
+                let context = |what: &str| DbError::sql(format!("{what} ({})", plan.label()));
+                let mut uncommitted = 0;
+                while let Some(rows) = receiver.recv().await {
+                    uncommitted += rows.len();
+                    let (table, columns) = (&plan.staging, &plan.columns);
+                    write_rows(&mut tx, table, columns, rows, MYSQL_MAX_VARS, db.max_packet)
+                        .await
+                        .map_err(context("inserting rows"))?;
+                    if uncommitted >= MYSQL_COMMIT_ROWS {
+                        tx.commit().await.map_err(context("committing a batch"))?;
+                        tx = db.begin().await?;
+                        uncommitted = 0;
+                    }
+                }
+                tx.commit().await.map_err(context("committing a batch"))
+            });
+            senders.push(sender);
+        }
+        Ok(Self {
+            plan: plan.clone(),
+            pending: vec![Vec::new(); connections],
+            senders,
+            tasks,
+        })
+    }
+
+    /// Adds rows; a connection whose statement is full gets it (waiting while it is busy).
+    async fn push(&mut self, rows: Vec<Row>) -> Result<(), DbError> {
+        let connections = self.senders.len() as u64;
+        for row in rows {
+            // Blocks of consecutive integer keys stay together: B-trees fill far better with
+            // each connection appending runs of keys than with keys alternating between them.
+            let spread = match row.first() {
+                Some(Cell::Int(id)) => (*id / 1024) as u64,
+                _ => crate::sql::fnv1a(self.plan.key_text(&row).as_bytes()),
+            };
+            let i = (spread % connections) as usize;
+            self.pending[i].push(row);
+            if self.pending[i].len() >= MAX_STATEMENT_ROWS {
+                self.send(i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, i: usize) -> Result<(), DbError> {
+        let rows = std::mem::take(&mut self.pending[i]);
+        if rows.is_empty() || self.senders[i].send(rows).await.is_ok() {
+            return Ok(());
+        }
+        // That connection's task ended early: its error says why.
+        self.senders.clear();
+        Err(self.join().await.err().unwrap_or_else(|| {
+            DbError::sql("loading the staging table")(sqlx::Error::WorkerCrashed)
+        }))
+    }
+
+    /// Sends the last rows and waits until every connection has written and committed its own.
+    async fn finish(mut self) -> Result<(), DbError> {
+        for i in 0..self.senders.len() {
+            self.send(i).await?;
+        }
+        self.senders.clear();
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<(), DbError> {
+        while let Some(result) = self.tasks.join_next().await {
+            result.map_err(|_| {
+                DbError::sql("loading the staging table")(sqlx::Error::WorkerCrashed)
+            })??;
+        }
+        Ok(())
     }
 }
 
@@ -788,7 +893,7 @@ async fn write_rows(
     max_packet: usize,
 ) -> Result<(), sqlx::Error> {
     let width = columns.names.len().max(1);
-    let max_rows = (max_vars / width).clamp(1, 1_000);
+    let max_rows = (max_vars / width).clamp(1, MAX_STATEMENT_ROWS);
     let byte_budget = max_packet / 2;
     let mut chunks: Vec<Vec<Row>> = vec![Vec::new()];
     let mut chunk_bytes = 0;

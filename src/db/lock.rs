@@ -28,13 +28,6 @@ enum Held {
     Memory(Arc<Mutex<HashSet<String>>>, String),
 }
 
-/// A stable 64-bit FNV-1a hash.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl Db {
     /// Takes the lock of a table if nobody holds it; `None` if another run holds it.
     pub async fn try_lock_table(
@@ -47,7 +40,7 @@ impl Db {
         let held = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;
-                let key = fnv1a(&name) as i64;
+                let key = crate::sql::fnv1a(name.as_bytes()) as i64;
                 let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
@@ -82,7 +75,7 @@ impl Db {
                         .create(true)
                         .truncate(false)
                         .write(true)
-                        .open(dir.join(format!("{:016x}.lock", fnv1a(&name))))
+                        .open(dir.join(format!("{:016x}.lock", crate::sql::fnv1a(name.as_bytes()))))
                         .map_err(io)?;
                     match file.try_lock() {
                         Ok(()) => Some(Held::File(file)),

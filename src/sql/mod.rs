@@ -17,6 +17,8 @@ pub use dml::{
     insert_rows, pg_apply_changes, pg_create_change_table, pg_insert_latest, select_all,
 };
 pub use naming::TableNames;
+pub(crate) use naming::fnv1a;
+pub use postgres::create_schema as pg_create_schema;
 
 use serde::{Deserialize, Serialize};
 

@@ -148,7 +148,8 @@ fn floor_char_boundary(s: &str, index: usize) -> usize {
 }
 
 /// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a: a small, stable hash (names, lock keys, row partitions), the same in every build.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

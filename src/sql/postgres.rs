@@ -71,15 +71,9 @@ pub(super) fn create_table(
     names: &TableNames,
     options: &DdlOptions,
 ) -> Vec<Statement> {
-    let quote = |name: &str| names.dialect.quote_ident(name);
     let mut out = Vec::new();
     if let Some(namespace) = &names.schema {
-        // Two first snapshots of one namespace can both find the schema missing; the second
-        // then waits for the first to commit and fails on the catalog's unique index.
-        out.push(guarded(
-            &format!("CREATE SCHEMA IF NOT EXISTS {}", quote(namespace)),
-            "unique_violation",
-        ));
+        out.push(create_schema(namespace));
     }
     if options.enum_mode == EnumMode::Native {
         out.extend(
@@ -340,6 +334,18 @@ fn add_enum_values(plan: &AlterPlan, column: &Column, added: &[String]) -> Vec<S
             enum_check(names, &column.name, &values)
         )),
     ]
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`, safe when two sessions run it at once: both can find the
+/// schema missing, and the second then fails on the catalog's unique index.
+pub fn create_schema(namespace: &str) -> String {
+    guarded(
+        &format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            super::Dialect::Postgres.quote_ident(namespace)
+        ),
+        "unique_violation",
+    )
 }
 
 /// Runs `sql`, ignoring the error `condition` (a PL/pgSQL condition name): a `CREATE` that may

@@ -157,14 +157,7 @@ impl SyncError {
 
     /// The error and its causes on one line.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::error::chain(self)
     }
 
     fn run_error(&self) -> RunError {
