@@ -251,10 +251,12 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
         .map(|s| s.since)
         .ok_or_else(|| Error::Usage("the snapshot left no sync state".into()))?;
     let incremental_job = dap.query(ns, table, Query::Incremental { since }).await?;
-    let incremental_baseline = if dialect == Dialect::Postgres {
-        Some(baseline_incremental(&db, &dap, &schema, &incremental_job).await?)
-    } else {
-        None
+    let incremental_baseline = match dialect {
+        Dialect::Sqlite => None,
+        _ => Some(
+            baseline_incremental(&db, &dap, &schema, &incremental_job, &config.database.url)
+                .await?,
+        ),
     };
     eprintln!("bench: incremental");
     let incremental = measure(&engine, ns, table, changes).await?;
@@ -355,7 +357,12 @@ async fn write_load_file(
             }
             buffer.clear();
             if flags {
-                write_copy_row(row.iter().chain([&Cell::Bool(delete)]), &mut buffer);
+                let flag = if mysql {
+                    Cell::Int(i64::from(delete))
+                } else {
+                    Cell::Bool(delete)
+                };
+                write_copy_row(row.iter().chain([&flag]), &mut buffer);
             } else {
                 write_copy_row(&row, &mut buffer);
             }
@@ -430,7 +437,8 @@ async fn baseline_snapshot(
             "PostgreSQL COPY FROM a local file".to_owned()
         }
         _ => {
-            mysql_load_data(url, &qualified, &plan, schema, &path)?;
+            let load = load_data_sql(&qualified, &plan, schema, &path, None);
+            mysql_client(url, &format!("SET unique_checks = 1; {load}"))?;
             "LOAD DATA LOCAL INFILE (mariadb client)".to_owned()
         }
     };
@@ -449,15 +457,18 @@ async fn baseline_snapshot(
     }))
 }
 
-/// PostgreSQL: the change set applied by hand to a copy of the table: COPY into a temporary
-/// table, one `INSERT ... ON CONFLICT`, one `DELETE ... USING`.
+/// The change set applied by hand to a copy of the table, in one transaction. PostgreSQL: COPY
+/// into a temporary table, one `INSERT ... ON CONFLICT`, one `DELETE ... USING`. MariaDB:
+/// `LOAD DATA LOCAL INFILE` into a temporary table, one `INSERT ... SELECT ... ON DUPLICATE KEY
+/// UPDATE`, one multi-table `DELETE`.
 async fn baseline_incremental(
     db: &Db,
     dap: &DapClient,
     schema: &TableSchema,
     job: &CompleteJob,
+    url: &DatabaseUrl,
 ) -> Result<Baseline, Error> {
-    let d = Dialect::Postgres;
+    let d = db.dialect();
     let plan = TablePlan::new(d, schema.clone());
     let path = load_file_path("changes");
     let rows = write_load_file(dap, &plan, job, &path, true).await?;
@@ -466,23 +477,19 @@ async fn baseline_incremental(
         table: format!("{}__bench_incremental", plan.live.table),
         ..plan.live.clone()
     };
-    let target = copy_table.qualified();
-    db.execute_statements(
-        &statements(&[
-            &format!("DROP TABLE IF EXISTS {target}"),
-            &format!(
-                "CREATE TABLE {target} (LIKE {} INCLUDING ALL)",
-                plan.live.qualified()
-            ),
-            &format!(
-                "INSERT INTO {target} SELECT * FROM {}",
-                plan.live.qualified()
-            ),
-            &format!("VACUUM ANALYZE {target}"),
-        ]),
-        "bench",
-    )
-    .await?;
+    let (target, live) = (copy_table.qualified(), plan.live.qualified());
+    let mut setup = vec![format!("DROP TABLE IF EXISTS {target}")];
+    if d == Dialect::Postgres {
+        setup.push(format!("CREATE TABLE {target} (LIKE {live} INCLUDING ALL)"));
+        setup.push(format!("INSERT INTO {target} SELECT * FROM {live}"));
+        setup.push(format!("VACUUM ANALYZE {target}"));
+    } else {
+        setup.push(format!("CREATE TABLE {target} LIKE {live}"));
+        setup.push(format!("INSERT INTO {target} SELECT * FROM {live}"));
+        setup.push(format!("ANALYZE TABLE {target}"));
+    }
+    let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+    db.execute_statements(&statements(&setup), "bench").await?;
     let columns: Vec<String> = plan
         .columns
         .names
@@ -490,34 +497,54 @@ async fn baseline_incremental(
         .map(|c| d.quote_ident(c))
         .collect();
     let key: Vec<&String> = columns.iter().take(plan.columns.key_len).collect();
-    let key_list = key
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let set: Vec<String> = columns
-        .iter()
-        .skip(plan.columns.key_len)
-        .map(|c| format!("{c} = EXCLUDED.{c}"))
-        .collect();
     let matches: Vec<String> = key.iter().map(|k| format!("t.{k} = c.{k}")).collect();
-    let script = format!(
-        "BEGIN;\
-         CREATE TEMPORARY TABLE bench_changes ON COMMIT DROP AS SELECT * FROM {live} WITH NO DATA;\
-         ALTER TABLE bench_changes ADD COLUMN deleted boolean;\
-         COPY bench_changes ({cols}, deleted) FROM {file};\
-         INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_changes WHERE NOT deleted ON CONFLICT ({key_list}) DO UPDATE SET {set};\
-         DELETE FROM {target} AS t USING bench_changes AS c WHERE c.deleted AND {matches};\
-         COMMIT;",
-        live = plan.live.qualified(),
-        cols = columns.join(", "),
-        file = d.quote_literal(&path.display().to_string()),
-        set = set.join(", "),
-        matches = matches.join(" AND "),
-    );
+    let (cols, matches) = (columns.join(", "), matches.join(" AND "));
     let started = Instant::now();
-    db.execute_statements(&statements(&[&script]), "bench: change set by hand")
-        .await?;
+    let method = if d == Dialect::Postgres {
+        let key_list = key
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let set: Vec<String> = columns
+            .iter()
+            .skip(plan.columns.key_len)
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let script = format!(
+            "BEGIN;\
+             CREATE TEMPORARY TABLE bench_changes ON COMMIT DROP AS SELECT * FROM {live} WITH NO DATA;\
+             ALTER TABLE bench_changes ADD COLUMN deleted boolean;\
+             COPY bench_changes ({cols}, deleted) FROM {file};\
+             INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_changes WHERE NOT deleted ON CONFLICT ({key_list}) DO UPDATE SET {set};\
+             DELETE FROM {target} AS t USING bench_changes AS c WHERE c.deleted AND {matches};\
+             COMMIT;",
+            file = d.quote_literal(&path.display().to_string()),
+            set = set.join(", "),
+        );
+        db.execute_statements(&statements(&[&script]), "bench: change set by hand")
+            .await?;
+        "COPY into a temporary table, INSERT ... ON CONFLICT, DELETE ... USING"
+    } else {
+        let set: Vec<String> = columns
+            .iter()
+            .skip(plan.columns.key_len)
+            .map(|c| format!("{c} = VALUES({c})"))
+            .collect();
+        let load = load_data_sql("bench_changes", &plan, schema, &path, Some("deleted"));
+        let script = format!(
+            "START TRANSACTION;\
+             CREATE TEMPORARY TABLE bench_changes LIKE {live};\
+             ALTER TABLE bench_changes ADD COLUMN deleted tinyint;\
+             {load};\
+             INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_changes WHERE NOT deleted ON DUPLICATE KEY UPDATE {set};\
+             DELETE t FROM {target} AS t JOIN bench_changes AS c ON {matches} WHERE c.deleted;\
+             COMMIT;",
+            set = set.join(", "),
+        );
+        mysql_client(url, &script)?;
+        "LOAD DATA into a temporary table, INSERT ... SELECT ... ON DUPLICATE KEY UPDATE, DELETE ... JOIN"
+    };
     let seconds = started.elapsed().as_secs_f64();
     db.execute_statements(
         &statements(&[&format!("DROP TABLE IF EXISTS {target}")]),
@@ -526,7 +553,7 @@ async fn baseline_incremental(
     .await?;
     let _ = std::fs::remove_file(&path);
     Ok(Baseline {
-        method: "COPY into a temporary table, INSERT ... ON CONFLICT, DELETE ... USING".into(),
+        method: method.into(),
         rows,
         seconds,
         rows_per_sec: rows as f64 / seconds,
@@ -548,16 +575,15 @@ fn make_world_readable(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
 }
 
-/// Runs `LOAD DATA LOCAL INFILE` through the `mariadb` (or `mysql`) command-line client.
-fn mysql_load_data(
-    url: &DatabaseUrl,
+/// `LOAD DATA LOCAL INFILE` of a file written by [`write_load_file`] into `table`, with an
+/// extra last column `flag` if given.
+fn load_data_sql(
     table: &str,
     plan: &TablePlan,
     schema: &TableSchema,
     path: &Path,
-) -> Result<(), Error> {
-    let parsed = reqwest::Url::parse(&url.expose().replacen("mariadb://", "mysql://", 1))
-        .map_err(|e| Error::Usage(format!("database URL: {e}")))?;
+    flag: Option<&str>,
+) -> String {
     let mut variables = Vec::new();
     let mut sets = Vec::new();
     for (column, physical) in schema.columns.iter().zip(&plan.columns.names) {
@@ -570,16 +596,23 @@ fn mysql_load_data(
             variables.push(quoted);
         }
     }
+    variables.extend(flag.map(|f| Dialect::Mysql.quote_ident(f)));
     let set = if sets.is_empty() {
         String::new()
     } else {
         format!(" SET {}", sets.join(", "))
     };
-    let sql = format!(
-        "SET unique_checks = 1; LOAD DATA LOCAL INFILE {} INTO TABLE {table} CHARACTER SET utf8mb4 ({}){set}",
+    format!(
+        "LOAD DATA LOCAL INFILE {} INTO TABLE {table} CHARACTER SET utf8mb4 ({}){set}",
         Dialect::Mysql.quote_literal(&path.display().to_string()),
         variables.join(", ")
-    );
+    )
+}
+
+/// Runs SQL through the `mariadb` (or `mysql`) command-line client, which can send local files.
+fn mysql_client(url: &DatabaseUrl, sql: &str) -> Result<(), Error> {
+    let parsed = reqwest::Url::parse(&url.expose().replacen("mariadb://", "mysql://", 1))
+        .map_err(|e| Error::Usage(format!("database URL: {e}")))?;
     let client = if which("mariadb") { "mariadb" } else { "mysql" };
     let mut command = Command::new(client);
     command
@@ -602,7 +635,7 @@ fn mysql_load_data(
     })?;
     if !output.status.success() {
         return Err(Error::Usage(format!(
-            "{client} LOAD DATA failed: {}",
+            "{client} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }

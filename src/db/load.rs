@@ -94,8 +94,12 @@ const STATEMENT_ROWS: usize = 8_000;
 /// Rows per multi-row statement, at most (fewer when the placeholder limit or the packet size
 /// says so).
 const MAX_STATEMENT_ROWS: usize = 1_000;
-/// MySQL: rows per transaction of a snapshot's staging load, on each connection.
-const MYSQL_COMMIT_ROWS: usize = 25_000;
+/// MySQL, SQLite: an incremental follows the row count by looking up the keys of its upserts
+/// (a lookup costs about as much as counting a few hundred rows, and more in a transaction
+/// that has written) until its upserts pass this fraction of the table (1/N), or
+/// [`FOLLOWED_MIN`]; then it counts the table once at the end.
+const FOLLOWED_FRACTION: i64 = 100;
+const FOLLOWED_MIN: i64 = 5_000;
 /// Bind parameters per statement, at most.
 const MYSQL_MAX_VARS: usize = 65_535;
 const SQLITE_MAX_VARS: usize = 32_766;
@@ -140,7 +144,7 @@ impl Db {
             kind,
             receiver,
             stats: LoadStats::default(),
-            inserted: 0,
+            inserted: Some(0),
         };
         let task = tokio::spawn(writer.run());
         Ok(Load {
@@ -336,8 +340,9 @@ struct Writer {
     receiver: mpsc::Receiver<Msg>,
     stats: LoadStats,
     /// Incremental loads: rows that were new (the rest of the upserts updated rows), so that
-    /// the row count follows without counting the table.
-    inserted: i64,
+    /// the row count follows without counting the table; `None` once counting the table at the
+    /// end is the cheaper way (see [`FOLLOWED_FRACTION`]).
+    inserted: Option<i64>,
 }
 
 fn aborted() -> DbError {
@@ -518,7 +523,7 @@ impl Writer {
                     .map_err(self.tx_err("applying upserts"))?;
                 let count = |i: usize| counts.first().and_then(|r| r[i].int()).unwrap_or_default();
                 self.stats.upserted = count(0);
-                self.inserted = count(1);
+                self.inserted = Some(count(1));
                 self.stats.deleted =
                     tx.execute(&delete, &[])
                         .await
@@ -562,9 +567,12 @@ impl Writer {
                 Some(self.stats.upserted)
             }
             LoadKind::Snapshot { .. } => None,
-            LoadKind::Incremental => previous_row_count(&mut tx, plan)
-                .await?
-                .map(|before| before + self.inserted - self.stats.deleted),
+            LoadKind::Incremental => match self.inserted {
+                Some(inserted) => previous_row_count(&mut tx, plan)
+                    .await?
+                    .map(|before| before + inserted - self.stats.deleted),
+                None => None,
+            },
         };
         self.stats.row_count = match known {
             Some(rows) => rows,
@@ -592,6 +600,38 @@ impl Writer {
             rejected: self.stats.rejected,
             bytes: commit.bytes,
         }
+    }
+
+    /// Applies a group of changes to the live table: the last change of each key, upserts in
+    /// multi-row statements, deletes in batches. Follows the count of new rows while the
+    /// upserts stay within `follow_limit`.
+    async fn apply_changes(
+        &mut self,
+        tx: &mut Tx,
+        changes: Vec<Change>,
+        follow_limit: i64,
+        max_vars: usize,
+    ) -> Result<(), DbError> {
+        let plan = self.plan.clone();
+        let (target, columns) = (&plan.live, &plan.columns);
+        let (upserts, deletes) = last_change_per_key(&plan, changes);
+        self.stats.upserted += upserts.len() as i64;
+        if self.stats.upserted > follow_limit {
+            self.inserted = None;
+        }
+        if let Some(inserted) = self.inserted {
+            let existing = count_existing(tx, target, columns, &upserts, max_vars)
+                .await
+                .map_err(self.tx_err("counting existing rows"))?;
+            self.inserted = Some(inserted + upserts.len() as i64 - existing);
+        }
+        write_rows(tx, target, columns, upserts, max_vars, self.db.max_packet)
+            .await
+            .map_err(self.tx_err("upserting rows"))?;
+        self.stats.deleted += delete_rows(tx, target, columns, deletes, max_vars)
+            .await
+            .map_err(self.tx_err("deleting rows"))?;
+        Ok(())
     }
 
     /// MySQL and SQLite: rows travel as bind parameters in multi-row statements.
@@ -638,10 +678,19 @@ impl Writer {
         } else {
             SQLITE_MAX_VARS
         };
+        // Upserts whose keys are looked up to follow the row count; beyond that, one count of the
+        // table at the end costs less.
+        let follow_limit = match self.kind {
+            LoadKind::Incremental => previous_row_count(&mut tx, &plan)
+                .await?
+                .map_or(0, |rows| (rows / FOLLOWED_FRACTION).max(FOLLOWED_MIN)),
+            LoadKind::Snapshot { .. } => 0,
+        };
         let mut pending: Vec<Row> = Vec::new();
+        let mut pending_changes: Vec<Change> = Vec::new();
         // A MySQL snapshot's rows go in over connections of their own (see `ParallelInserts`).
         let mut parallel = if snapshot && dialect == Dialect::Mysql {
-            Some(ParallelInserts::start(&db, &plan, MYSQL_SNAPSHOT_CONNECTIONS).await?)
+            ParallelInserts::start(&db, &plan, MYSQL_SNAPSHOT_CONNECTIONS).await?
         } else {
             None
         };
@@ -670,27 +719,13 @@ impl Writer {
                     }
                 }
                 Msg::Changes(changes) => {
-                    let (upserts, deletes) = last_change_per_key(&plan, changes);
-                    self.stats.upserted += upserts.len() as i64;
-                    let existing =
-                        count_existing(&mut tx, &target, &plan.columns, &upserts, max_vars)
-                            .await
-                            .map_err(self.tx_err("counting existing rows"))?;
-                    self.inserted += upserts.len() as i64 - existing;
-                    write_rows(
-                        &mut tx,
-                        &target,
-                        &plan.columns,
-                        upserts,
-                        max_vars,
-                        db.max_packet,
-                    )
-                    .await
-                    .map_err(self.tx_err("upserting rows"))?;
-                    self.stats.deleted +=
-                        delete_rows(&mut tx, &target, &plan.columns, deletes, max_vars)
-                            .await
-                            .map_err(self.tx_err("deleting rows"))?;
+                    // Applied in groups of full statements, like rows.
+                    pending_changes.extend(changes);
+                    if pending_changes.len() >= STATEMENT_ROWS {
+                        let changes = std::mem::take(&mut pending_changes);
+                        self.apply_changes(&mut tx, changes, follow_limit, max_vars)
+                            .await?;
+                    }
                 }
                 Msg::Rejects(rejects) => {
                     self.stats.rejected += rejects.len() as i64;
@@ -712,6 +747,8 @@ impl Writer {
             .await
             .map_err(self.tx_err("inserting rows"))?,
         }
+        self.apply_changes(&mut tx, pending_changes, follow_limit, max_vars)
+            .await?;
         crate::failpoint::hit("load.before_commit");
         match (self.kind, dialect) {
             (LoadKind::Snapshot { .. }, Dialect::Mysql) => {
@@ -752,52 +789,60 @@ impl Writer {
 
 /// MySQL snapshot rows loaded over several connections at once. One connection's server thread
 /// is what bounds MariaDB's pace; a second one uses the rest of the machine. Rows are spread by
-/// key (the key's first column for integers, a hash otherwise), so that a key repeated in the snapshot always goes to the same connection, in order:
-/// the last version wins as with one connection, and two connections never wait on each
-/// other's rows. The staging table is invisible until the swap, so each connection commits as
-/// it goes (every so many rows: InnoDB's undo stays small without a log flush per statement).
+/// key (blocks of the first key column's integers, a hash otherwise), so that a key repeated in
+/// the snapshot always goes to the same connection, in order: the last version wins as with one
+/// connection, and two connections never wait on each other's rows. Each connection loads its
+/// share in one transaction, committed at the end; the staging table is invisible until the
+/// swap either way.
 struct ParallelInserts {
     plan: Arc<TablePlan>,
     /// Per connection: rows gathered for its next statement, and where to send them.
     pending: Vec<Vec<Row>>,
+    statement_rows: usize,
     senders: Vec<mpsc::Sender<Vec<Row>>>,
     tasks: tokio::task::JoinSet<Result<(), DbError>>,
 }
 
 impl ParallelInserts {
-    async fn start(db: &Db, plan: &Arc<TablePlan>, connections: usize) -> Result<Self, DbError> {
+    /// Up to `connections` connections that the pool has at hand, and never one it would have
+    /// to wait for (other tables' loads may hold the rest); `None` without any.
+    async fn start(
+        db: &Db,
+        plan: &Arc<TablePlan>,
+        connections: usize,
+    ) -> Result<Option<Self>, DbError> {
         let mut senders = Vec::with_capacity(connections);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..connections {
+            let Some(mut tx) = db.try_begin_mysql().await? else {
+                break;
+            };
             // One statement waiting while one runs: as few rows in flight as with one connection.
             let (sender, mut receiver) = mpsc::channel::<Vec<Row>>(1);
-            let mut tx = db.begin().await?;
-            let (db, plan) = (db.clone(), plan.clone());
+            let (max_packet, plan) = (db.max_packet, plan.clone());
             tasks.spawn(async move {
                 let context = |what: &str| DbError::sql(format!("{what} ({})", plan.label()));
-                let mut uncommitted = 0;
                 while let Some(rows) = receiver.recv().await {
-                    uncommitted += rows.len();
                     let (table, columns) = (&plan.staging, &plan.columns);
-                    write_rows(&mut tx, table, columns, rows, MYSQL_MAX_VARS, db.max_packet)
+                    write_rows(&mut tx, table, columns, rows, MYSQL_MAX_VARS, max_packet)
                         .await
                         .map_err(context("inserting rows"))?;
-                    if uncommitted >= MYSQL_COMMIT_ROWS {
-                        tx.commit().await.map_err(context("committing a batch"))?;
-                        tx = db.begin().await?;
-                        uncommitted = 0;
-                    }
                 }
-                tx.commit().await.map_err(context("committing a batch"))
+                tx.commit().await.map_err(context("committing the rows"))
             });
             senders.push(sender);
         }
-        Ok(Self {
+        if senders.is_empty() {
+            return Ok(None);
+        }
+        let connections = senders.len();
+        Ok(Some(Self {
             plan: plan.clone(),
             pending: vec![Vec::new(); connections],
+            statement_rows: rows_per_statement(MYSQL_MAX_VARS, plan.columns.names.len()),
             senders,
             tasks,
-        })
+        }))
     }
 
     /// Adds rows; a connection whose statement is full gets it (waiting while it is busy).
@@ -812,7 +857,7 @@ impl ParallelInserts {
             };
             let i = (spread % connections) as usize;
             self.pending[i].push(row);
-            if self.pending[i].len() >= MAX_STATEMENT_ROWS {
+            if self.pending[i].len() >= self.statement_rows {
                 self.send(i).await?;
             }
         }
@@ -880,6 +925,12 @@ fn cell_size(cell: &Cell) -> usize {
     }
 }
 
+/// Rows per multi-row statement of `width` columns: as many as the placeholder limit allows, up
+/// to [`MAX_STATEMENT_ROWS`].
+fn rows_per_statement(max_vars: usize, width: usize) -> usize {
+    (max_vars / width.max(1)).clamp(1, MAX_STATEMENT_ROWS)
+}
+
 /// Multi-row upserts, as many rows per statement as the placeholder limit and packet size allow.
 ///
 /// The next statement's arguments are encoded while the server executes the current one, so
@@ -892,8 +943,7 @@ async fn write_rows(
     max_vars: usize,
     max_packet: usize,
 ) -> Result<(), sqlx::Error> {
-    let width = columns.names.len().max(1);
-    let max_rows = (max_vars / width).clamp(1, MAX_STATEMENT_ROWS);
+    let max_rows = rows_per_statement(max_vars, columns.names.len());
     let byte_budget = max_packet / 2;
     let mut chunks: Vec<Vec<Row>> = vec![Vec::new()];
     let mut chunk_bytes = 0;
@@ -938,7 +988,7 @@ async fn count_existing(
     rows: &[Row],
     max_vars: usize,
 ) -> Result<i64, sqlx::Error> {
-    let per_statement = (max_vars / columns.key_len.max(1)).clamp(1, 1_000);
+    let per_statement = rows_per_statement(max_vars, columns.key_len);
     let mut existing = 0;
     for chunk in rows.chunks(per_statement) {
         let sql = sql::count_keys(target, columns, chunk.len());
@@ -976,7 +1026,7 @@ async fn delete_rows(
     keys: Vec<Row>,
     max_vars: usize,
 ) -> Result<i64, sqlx::Error> {
-    let per_statement = (max_vars / columns.key_len.max(1)).clamp(1, 1_000);
+    let per_statement = rows_per_statement(max_vars, columns.key_len);
     let mut deleted = 0;
     for chunk in keys.chunks(per_statement) {
         let sql = sql::delete_keys(target, columns, chunk.len());

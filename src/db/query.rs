@@ -311,6 +311,22 @@ impl Db {
         })
     }
 
+    /// MySQL: begins a transaction if the pool has a connection to spare or can open one
+    /// within a second; `None` rather than wait longer for one.
+    pub(crate) async fn try_begin_mysql(&self) -> Result<Option<Tx>, DbError> {
+        let Pool::Mysql(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let wait = std::time::Duration::from_secs(1);
+        let Ok(Ok(connection)) = tokio::time::timeout(wait, pool.acquire()).await else {
+            return Ok(None);
+        };
+        let tx = sqlx::Transaction::begin(connection, None)
+            .await
+            .map_err(DbError::sql("beginning a transaction"))?;
+        Ok(Some(Tx::Mysql(tx)))
+    }
+
     /// Runs a query outside any transaction of ours.
     pub(crate) async fn fetch(
         &self,

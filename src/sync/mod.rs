@@ -368,19 +368,8 @@ impl Engine {
             reason: Some(reason),
             since: None,
         };
-        let run_id = self
-            .db
-            .start_run(&run)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.clone(),
-                source,
-            })?;
-        let mut attempt = Attempt {
-            run_id,
-            result: RunResult::default(),
-        };
-        tracing::info!(table = %label, reason, run_id, "snapshot starting");
+        let mut attempt = self.start_attempt(&run, &label).await?;
+        tracing::info!(table = %label, reason, run_id = attempt.run_id, "snapshot starting");
         match self
             .snapshot_run(namespace, table, &mut attempt, replaced)
             .await
@@ -436,6 +425,22 @@ impl Engine {
         }
     }
 
+    /// Records the start of a run in the run history.
+    async fn start_attempt(&self, run: &NewRun<'_>, label: &str) -> Result<Attempt, SyncError> {
+        let run_id = self
+            .db
+            .start_run(run)
+            .await
+            .map_err(|source| SyncError::Db {
+                table: label.to_owned(),
+                source,
+            })?;
+        Ok(Attempt {
+            run_id,
+            result: RunResult::default(),
+        })
+    }
+
     async fn load_snapshot(
         &self,
         job: &CompleteJob,
@@ -488,18 +493,7 @@ impl Engine {
             reason: None,
             since: Some(since),
         };
-        let run_id = self
-            .db
-            .start_run(&run)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.clone(),
-                source,
-            })?;
-        let mut attempt = Attempt {
-            run_id,
-            result: RunResult::default(),
-        };
+        let mut attempt = self.start_attempt(&run, &label).await?;
         match self
             .incremental_run(namespace, table, since, stored, &mut attempt)
             .await
@@ -519,7 +513,7 @@ impl Engine {
                 error.error_type = "SchemaRebuild".into();
                 if let Err(db_error) = self
                     .db
-                    .fail_run(run_id, namespace, table, &attempt.result, &error)
+                    .fail_run(attempt.run_id, namespace, table, &attempt.result, &error)
                     .await
                 {
                     tracing::error!(table = %format!("{namespace}.{table}"), error = %db_error, "could not record the run");
