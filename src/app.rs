@@ -68,11 +68,13 @@ pub async fn database(config: &Config) -> Result<Db, Error> {
         enum_mode: config.database.enum_mode,
         drop_removed_columns: config.database.drop_removed_columns,
     };
-    // Every running table holds one connection for its lock and one for its load.
+    // Enough for every running table (see `connections_per_table`), and two to spare for
+    // status, readiness and the scheduler's own queries.
+    let per_table = crate::db::connections_per_table(config.database.url.dialect()?);
     let connections = config
         .database
         .max_connections
-        .max(2 * config.sync.max_concurrent_tables as u32 + 2);
+        .max(per_table * config.sync.max_concurrent_tables as u32 + 2);
     let db = Db::connect(&config.database.url, connections, ddl).await?;
     db.migrate().await?;
     Ok(db)

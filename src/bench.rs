@@ -5,6 +5,7 @@
 //! COPY into a temporary table, one `INSERT ... ON CONFLICT`, one `DELETE ... USING`), MariaDB/MySQL
 //! `LOAD DATA LOCAL INFILE` through the `mariadb`/`mysql` client.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,6 +213,20 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     let dap = crate::app::dap_client(&config)?;
     let db = crate::app::database(&config).await?;
     let (ns, table) = (options.namespace.as_str(), options.table.as_str());
+    let repeated_keys = config.sync.repeated_keys.contains(&label);
+    let schema = TableSchema::from_envelope(ns, table, &dap.get_schema(ns, table).await?)?;
+    // Baseline copies left by an interrupted run would hold on to the table's enum types.
+    if dialect != Dialect::Sqlite {
+        let plan = TablePlan::new(dialect, schema.clone());
+        for suffix in [BASELINE_SUFFIX, INCREMENTAL_SUFFIX] {
+            let drop = format!(
+                "DROP TABLE IF EXISTS {}",
+                baseline_table(&plan, suffix).qualified()
+            );
+            db.execute_statements(&statements(&[&drop]), "bench")
+                .await?;
+        }
+    }
     if let Some(state) = db.sync_state(ns, table).await? {
         let stored = TableSchema::from_json_schema(
             ns,
@@ -229,7 +244,6 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     // The fake writes a job's objects before it reports the job complete, and answers an
     // identical query with the same job: warming the query up keeps generation out of the timing.
     let snapshot_job = dap.query(ns, table, Query::Snapshot).await?;
-    let schema = TableSchema::from_envelope(ns, table, &dap.get_schema(ns, table).await?)?;
     let engine = Engine::new(
         dap.clone(),
         db.clone(),
@@ -238,8 +252,15 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
 
     eprintln!("bench: snapshot");
     let snapshot = measure(&engine, ns, table, options.rows).await?;
-    let snapshot_baseline =
-        baseline_snapshot(&db, &dap, &schema, &snapshot_job, &config.database.url).await?;
+    let snapshot_baseline = baseline_snapshot(
+        &db,
+        &dap,
+        &schema,
+        &snapshot_job,
+        &config.database.url,
+        repeated_keys,
+    )
+    .await?;
 
     let changes = ((options.rows as f64) * options.change_percent / 100.0).round() as u64;
     let (updates, inserts) = (changes * 8 / 10, changes / 10);
@@ -254,8 +275,15 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     let incremental_baseline = match dialect {
         Dialect::Sqlite => None,
         _ => Some(
-            baseline_incremental(&db, &dap, &schema, &incremental_job, &config.database.url)
-                .await?,
+            baseline_incremental(
+                &db,
+                &dap,
+                &schema,
+                &incremental_job,
+                &config.database.url,
+                repeated_keys,
+            )
+            .await?,
         ),
     };
     eprintln!("bench: incremental");
@@ -325,6 +353,7 @@ async fn write_load_file(
     job: &CompleteJob,
     path: &Path,
     flags: bool,
+    repeated_keys: bool,
 ) -> Result<u64, Error> {
     let file = std::fs::File::create(path).map_err(|source| Error::Io {
         context: format!("creating {}", path.display()),
@@ -333,6 +362,15 @@ async fn write_load_file(
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let decoder = RowDecoder::new(Arc::new(plan.clone()), false, true).map_err(Error::Usage)?;
     let mut stream = dap.records_with(job, Arc::new(decoder));
+    // Where keys repeat, only the last line of each key is written (neither COPY nor an
+    // `INSERT ... ON CONFLICT` takes a key twice): lines are held, in the job's order, until the
+    // end. This happens before the timing, in a few large allocations that go back to the
+    // system when freed, so that the peak memory measured for dapsync afterwards is its own.
+    let mut held: Option<HeldLines> = None;
+    if repeated_keys {
+        stream = stream.sequential();
+        held = Some(HeldLines::default());
+    }
     let mut rows = 0;
     let mut buffer = Vec::with_capacity(1 << 16);
     let mysql = plan.dialect() == Dialect::Mysql;
@@ -366,7 +404,20 @@ async fn write_load_file(
             } else {
                 write_copy_row(&row, &mut buffer);
             }
+            if let Some(held) = &mut held {
+                held.push(&plan.key_text(&row), &buffer);
+                continue;
+            }
             out.write_all(&buffer).map_err(|source| Error::Io {
+                context: "writing the load file".into(),
+                source,
+            })?;
+            rows += 1;
+        }
+    }
+    if let Some(held) = held {
+        for line in held.last_of_each_key() {
+            out.write_all(line).map_err(|source| Error::Io {
                 context: "writing the load file".into(),
                 source,
             })?;
@@ -390,6 +441,7 @@ async fn baseline_snapshot(
     schema: &TableSchema,
     job: &CompleteJob,
     url: &DatabaseUrl,
+    repeated_keys: bool,
 ) -> Result<Option<Baseline>, Error> {
     let dialect = db.dialect();
     if dialect == Dialect::Sqlite {
@@ -397,12 +449,9 @@ async fn baseline_snapshot(
     }
     let plan = TablePlan::new(dialect, schema.clone());
     let path = load_file_path("snapshot");
-    let rows = write_load_file(dap, &plan, job, &path, false).await?;
+    let rows = write_load_file(dap, &plan, job, &path, false, repeated_keys).await?;
     make_world_readable(&path);
-    let baseline = crate::sql::TableNames {
-        table: format!("{}__bench_baseline", plan.live.table),
-        ..plan.live.clone()
-    };
+    let baseline = baseline_table(&plan, BASELINE_SUFFIX);
     let qualified = baseline.qualified();
     db.execute_statements(
         &statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]),
@@ -467,16 +516,14 @@ async fn baseline_incremental(
     schema: &TableSchema,
     job: &CompleteJob,
     url: &DatabaseUrl,
+    repeated_keys: bool,
 ) -> Result<Baseline, Error> {
     let d = db.dialect();
     let plan = TablePlan::new(d, schema.clone());
     let path = load_file_path("changes");
-    let rows = write_load_file(dap, &plan, job, &path, true).await?;
+    let rows = write_load_file(dap, &plan, job, &path, true, repeated_keys).await?;
     make_world_readable(&path);
-    let copy_table = crate::sql::TableNames {
-        table: format!("{}__bench_incremental", plan.live.table),
-        ..plan.live.clone()
-    };
+    let copy_table = baseline_table(&plan, INCREMENTAL_SUFFIX);
     let (target, live) = (copy_table.qualified(), plan.live.qualified());
     let mut setup = vec![format!("DROP TABLE IF EXISTS {target}")];
     if d == Dialect::Postgres {
@@ -558,6 +605,48 @@ async fn baseline_incremental(
         seconds,
         rows_per_sec: rows as f64 / seconds,
     })
+}
+
+/// Lines of a load file held back to keep the last of each key, in one buffer.
+#[derive(Default)]
+struct HeldLines {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes`.
+    ends: Vec<usize>,
+    /// The last line of each key, by a hash of the key (64 bits: no collision in a benchmark).
+    last: HashMap<u64, usize>,
+}
+
+impl HeldLines {
+    fn push(&mut self, key: &str, line: &[u8]) {
+        self.last
+            .insert(crate::sql::fnv1a(key.as_bytes()), self.ends.len());
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The lines that are the last of their key, in order.
+    fn last_of_each_key(&self) -> impl Iterator<Item = &[u8]> {
+        let mut keep = vec![false; self.ends.len()];
+        for &i in self.last.values() {
+            keep[i] = true;
+        }
+        (0..self.ends.len()).filter(move |&i| keep[i]).map(|i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.bytes[start..self.ends[i]]
+        })
+    }
+}
+
+const BASELINE_SUFFIX: &str = "__bench_baseline";
+const INCREMENTAL_SUFFIX: &str = "__bench_incremental";
+
+/// The copy of the table a baseline loads into.
+fn baseline_table(plan: &TablePlan, suffix: &str) -> crate::sql::TableNames {
+    crate::sql::TableNames {
+        table: format!("{}{suffix}", plan.live.table),
+        ..plan.live.clone()
+    }
 }
 
 fn statements(sql: &[&str]) -> Vec<crate::sql::Statement> {
@@ -683,4 +772,19 @@ pub fn describe(report: &Report) -> String {
         report.incremental_ratio,
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lines_keep_the_last_of_each_key_in_order() {
+        let mut held = HeldLines::default();
+        for (key, line) in [("a", "a1\n"), ("b", "b1\n"), ("a", "a2\n"), ("c", "c1\n")] {
+            held.push(key, line.as_bytes());
+        }
+        let kept: Vec<&[u8]> = held.last_of_each_key().collect();
+        assert_eq!(kept, [&b"b1\n"[..], b"a2\n", b"c1\n"]);
+    }
 }

@@ -394,7 +394,6 @@ impl Config {
                 config::Environment::with_prefix("DAPSYNC")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true)
                     .source(Some(
                         env.iter()
                             .filter(|(k, _)| is_setting(k))
@@ -483,6 +482,39 @@ impl Config {
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        let dap = &self.dap;
+        for (key, value) in [
+            ("dap.connect_timeout", &dap.connect_timeout),
+            ("dap.request_timeout", &dap.request_timeout),
+            ("dap.download_idle_timeout", &dap.download_idle_timeout),
+            ("dap.job_poll_initial", &dap.job_poll_initial),
+            ("dap.job_timeout", &dap.job_timeout),
+        ] {
+            if value.0.is_zero() {
+                return Err(ConfigError::invalid(key, "must not be zero"));
+            }
+        }
+        for (key, max, min, min_key) in [
+            (
+                "dap.max_backoff",
+                &dap.max_backoff,
+                &dap.initial_backoff,
+                "dap.initial_backoff",
+            ),
+            (
+                "dap.job_poll_max",
+                &dap.job_poll_max,
+                &dap.job_poll_initial,
+                "dap.job_poll_initial",
+            ),
+        ] {
+            if max.0 < min.0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must not be shorter than {min_key}"),
+                ));
             }
         }
         for (ns, namespace) in &self.namespaces {
@@ -601,11 +633,39 @@ impl fmt::Display for DatabaseUrl {
     /// The URL with any password replaced by `[redacted]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match reqwest::Url::parse(self.expose()) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some(REDACTED));
-                write!(f, "{url}")
+            Ok(mut url) => {
+                let mut redacted = url.password().is_some();
+                if redacted {
+                    let _ = url.set_password(Some(REDACTED));
+                }
+                // sqlx also takes a password as a query parameter (`?password=...`).
+                let sensitive = |key: &str| {
+                    let key = key.to_ascii_lowercase();
+                    ["pass", "pwd", "secret", "token"]
+                        .iter()
+                        .any(|word| key.contains(word))
+                };
+                if url.query_pairs().any(|(key, _)| sensitive(&key)) {
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(key, value)| {
+                            let value = if sensitive(&key) {
+                                REDACTED.to_owned()
+                            } else {
+                                value.into_owned()
+                            };
+                            (key.into_owned(), value)
+                        })
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(pairs);
+                    redacted = true;
+                }
+                if redacted {
+                    write!(f, "{url}")
+                } else {
+                    f.write_str(self.expose())
+                }
             }
-            Ok(_) => f.write_str(self.expose()),
             // Not a URL we understand: it might hide a password anywhere, show the scheme only.
             Err(_) => {
                 let scheme = self.expose().split_once("://").map_or("", |(s, _)| s);
@@ -877,6 +937,9 @@ mod tests {
                 "sync.max_concurrent_tables",
             ),
             ("[dap]\njob_timeout = \"ten minutes\"\n", "ten minutes"),
+            ("[dap]\njob_poll_max = \"0s\"\n", "dap.job_poll_max"),
+            ("[dap]\nmax_backoff = \"100ms\"\n", "dap.max_backoff"),
+            ("[dap]\nrequest_timeout = \"0s\"\n", "dap.request_timeout"),
         ];
         for (toml, expected) in cases {
             let err = load(toml, &[]).unwrap_err();
@@ -999,6 +1062,25 @@ mod tests {
                 .expose(),
             "from-file"
         );
+
+        // A password in the query string (sqlx takes it there too) never shows either.
+        let url = DatabaseUrl::new("postgresql://app@db/dap?sslmode=require&password=hunter2");
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("sslmode=require"), "{shown}");
+        }
+        assert_eq!(
+            DatabaseUrl::new("sqlite://dapsync.db").to_string(),
+            "sqlite://dapsync.db"
+        );
+
+        // Environment values are strings: a numeric-looking secret keeps its leading zeros.
+        let config = load(
+            "[dap]\nclient_id = \"x\"\n",
+            &[("DAPSYNC_DAP__CLIENT_SECRET", "00123")],
+        )
+        .unwrap();
+        assert_eq!(config.dap_credentials().unwrap().1.expose(), "00123");
     }
 
     #[test]

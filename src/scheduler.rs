@@ -32,6 +32,8 @@ use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 const HEARTBEAT_SCHEDULE: &str = "*/5 * * * * *";
 /// How often the database and the login are checked for `/readyz`.
 const CHECK_EVERY: Duration = Duration::from_secs(15);
+/// How long resolving the table selection through the API may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A readiness check that takes longer than this fails.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed table listing, try again this soon (or at `refresh_tables`, if sooner).
@@ -106,6 +108,8 @@ struct Runner {
     /// Tables with a run under way (queued, running or between attempts).
     running: Arc<Mutex<HashSet<TableId>>>,
     paused_until: Mutex<Option<DateTime<Utc>>>,
+    /// Tables whose run the pause stopped: they run again when it ends.
+    held_by_pause: Mutex<HashSet<TableId>>,
     /// The cron job of every scheduled table.
     jobs: tokio::sync::Mutex<HashMap<TableId, Uuid>>,
     /// Cancelled when the scheduler stops: no run starts any more.
@@ -173,6 +177,7 @@ impl Scheduler {
             cron: cron.clone(),
             running: Arc::default(),
             paused_until: Mutex::new(None),
+            held_by_pause: Mutex::default(),
             jobs: tokio::sync::Mutex::default(),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -249,18 +254,20 @@ impl Runner {
     }
 
     /// One table run: a slot, the sync, and retries of transient errors.
-    async fn run(&self, table: &TableId) {
+    async fn run(self: &Arc<Self>, table: &TableId) {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
             self.status.queued(table);
             // The semaphore is never closed: this waits for a permit.
             let permit = tokio::select! {
-                permit = self.permits.acquire() => permit,
+                biased;
                 () = self.stopping.cancelled() => return self.status.abandoned(table),
+                permit = self.permits.acquire() => permit,
             };
             if let Some(until) = self.paused_until() {
-                info!(table = %table, until = %until, "every table is paused; tick skipped");
+                info!(table = %table, until = %until, "every table is paused; the table runs when the pause ends");
+                lock(&self.held_by_pause).insert(table.clone());
                 return self.status.skipped(table, SkipReason::Paused);
             }
             self.status.started(table);
@@ -285,6 +292,7 @@ impl Runner {
             }
             if error.is_account_level() {
                 self.pause(&error);
+                lock(&self.held_by_pause).insert(table.clone());
             } else if error.is_transient() && attempt < self.options.run_attempts {
                 let backoff = self.options.run_backoff * 2u32.saturating_pow(attempt - 1);
                 warn!(
@@ -357,12 +365,19 @@ impl Runner {
         self.tasks.spawn(async move { webhooks.send(&event).await });
     }
 
-    /// Pauses every table after an account-level error.
-    fn pause(&self, error: &SyncError) {
-        let until = Utc::now()
-            + chrono::Duration::from_std(self.options.account_pause)
-                .unwrap_or(chrono::Duration::MAX);
+    /// Pauses every table after an account-level error; when the pause ends, the tables it
+    /// held back run (without waiting for their next tick, which may be a day away).
+    fn pause(self: &Arc<Self>, error: &SyncError) {
+        let pause = self.options.account_pause;
+        let until = Utc::now() + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX);
         *lock(&self.paused_until) = Some(until);
+        let runner = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = runner.stopping.cancelled() => {}
+                () = sleep(pause) => runner.resume(),
+            }
+        });
         self.status.set_paused(Some(until));
         error!(
             error_type = %error.type_name(),
@@ -371,6 +386,18 @@ impl Runner {
             error = %error.chain(),
             "account-level error: every table pauses"
         );
+    }
+
+    /// Runs the tables the pause held back, once no pause holds (a later error may have
+    /// extended it: its own timer resumes them then).
+    fn resume(self: &Arc<Self>) {
+        if self.paused_until().is_some() {
+            return;
+        }
+        let held: Vec<TableId> = lock(&self.held_by_pause).drain().collect();
+        for table in held {
+            self.trigger(table);
+        }
     }
 
     /// The end of the pause, while every table is paused.
@@ -400,10 +427,20 @@ impl Runner {
             }
         };
         let namespaces = &self.options.namespaces;
-        let (tables, listed) = match resolve_tables(self.engine.dap(), namespaces).await {
-            Ok(tables) => (tables, true),
-            Err(error) => {
+        // Bounded, so that an API that accepts connections but never answers holds up neither
+        // the start (and systemd's or Kubernetes' patience with it) nor the readiness checks.
+        let listing = timeout(LIST_TIMEOUT, resolve_tables(self.engine.dap(), namespaces)).await;
+        let (tables, listed) = match listing {
+            Ok(Ok(tables)) => (tables, true),
+            Ok(Err(error)) => {
                 warn!(error = %crate::error::Error::from(error).chain(), "cannot list the tables; scheduling the known ones");
+                (fallback_tables(namespaces, &known), false)
+            }
+            Err(_) => {
+                warn!(
+                    timeout_s = LIST_TIMEOUT.as_secs(),
+                    "listing the tables did not finish in time; scheduling the known ones"
+                );
                 (fallback_tables(namespaces, &known), false)
             }
         };

@@ -334,6 +334,57 @@ async fn a_database_left_by_the_official_client_is_continued_without_a_new_snaps
         assert_eq!(state.since, runs[0].watermark, "{dialect:?}");
         let statuses = engine.db().table_statuses().await.unwrap();
         assert_eq!(statuses.len(), 1);
+
+        // `dap syncdb` takes a turn (its inserts and its advance of the control row), then
+        // dapsync again: the row count it reports is the table's, not one it followed alone.
+        let key = |r: &Value| r["key"].to_string();
+        let before: Vec<String> = fake
+            .current_rows("canvas", "courses")
+            .iter()
+            .map(key)
+            .collect();
+        // An hour later (MySQL's control row keeps whole seconds).
+        fake.travel(std::time::Duration::from_secs(3600));
+        let inserts = Changes {
+            inserts: 5,
+            ..Changes::default()
+        };
+        fake.advance("canvas", "courses", inserts);
+        let new_rows: Vec<Value> = fake
+            .current_rows("canvas", "courses")
+            .into_iter()
+            .filter(|r| !before.contains(&key(r)))
+            .collect();
+        assert_eq!(new_rows.len(), 5);
+        load_rows(&db, &schema, &new_rows).await;
+        let moved = fake.latest_commit("canvas", "courses");
+        match dialect {
+            Dialect::Postgres => {
+                let mut conn = PgConnection::connect(db.url.expose()).await.unwrap();
+                sqlx::query("UPDATE instructure_dap.table_sync SET \"timestamp\" = $1::timestamp")
+                    .bind(moved.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                let mut conn = MySqlConnection::connect(db.url.expose()).await.unwrap();
+                sqlx::query("UPDATE instructure_dap__table_sync SET `timestamp` = ?")
+                    .bind(seconds(&moved.to_rfc3339()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        fake.advance("canvas", "courses", inserts);
+        let runs = engine
+            .sync_table("canvas", "courses", Mode::Sync)
+            .await
+            .unwrap();
+        let upstream = fake.current_rows("canvas", "courses").len() as i64;
+        assert_eq!(runs[0].stats.row_count, upstream, "{dialect:?}");
+        let statuses = engine.db().table_statuses().await.unwrap();
+        assert_eq!(statuses[0].row_count, Some(upstream), "{dialect:?}");
         engine.db().close().await;
     }
 }

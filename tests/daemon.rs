@@ -390,6 +390,34 @@ async fn an_account_level_error_pauses_every_table_then_they_resume() {
     stop_and_compare(daemon, &fake, &db, &tables).await;
 }
 
+/// A table the pause held back runs when the pause ends, not at its next tick (a day away
+/// here); so does the one whose error started the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_held_back_by_the_pause_run_when_it_ends() {
+    let tables = ["canvas.courses", "canvas.users"];
+    let fake = fake(&tables, 10).await;
+    let db = TestDb::new(Dialect::Sqlite).await;
+    let mut config = daemon::config(&fake, &db, &tables);
+    config.sync.schedule = CronSchedule::parse("0 3 * * *").unwrap();
+    config.sync.max_concurrent_tables = 1;
+    for table in ["courses", "users"] {
+        fake.inject(
+            Fault::Account {
+                error: AccountError::AccountUnderMaintenance,
+            },
+            Endpoint::Query.table("canvas", table),
+            1,
+        );
+    }
+    let (daemon, mut events) = start(&config).await;
+    let paused = |k: &RunEventKind| *k == RunEventKind::Skipped(SkipReason::Paused);
+    events
+        .until(|e| tables.iter().any(|t| is(e, t, paused)))
+        .await;
+    wait_synced(daemon.status(), &latest(&fake, &tables)).await;
+    stop_and_compare(daemon, &fake, &db, &tables).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_that_appear_upstream_are_picked_up_and_initialised() {
     let fake = fake(&["canvas.courses"], 10).await;

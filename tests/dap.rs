@@ -934,7 +934,12 @@ async fn a_large_object_streams_in_bounded_memory() {
         return;
     }
     let fake = fake_with(&[("assignments", ROWS)], ROWS as usize, 1).await;
-    let client = client_with(&fake, |o| o.batch_records = 1000);
+    let client = client_with(&fake, |o| {
+        o.batch_records = 1000;
+        // The fake writes the whole object before the job completes: slow in a debug build
+        // on a busy machine.
+        o.poll.timeout = Duration::from_secs(600);
+    });
     let job = client
         .query(NS, "assignments", Query::Snapshot)
         .await

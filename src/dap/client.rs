@@ -160,8 +160,15 @@ impl ClientOptions {
         if self.query_rate.max == 0 || self.query_rate.per.is_zero() {
             return invalid("the query rate must allow at least 1 start per non-zero period");
         }
-        if self.poll.initial_interval.is_zero() {
-            return invalid("the initial poll interval must not be zero");
+        if self.poll.initial_interval.is_zero()
+            || self.poll.max_interval < self.poll.initial_interval
+        {
+            return invalid(
+                "the initial poll interval must not be zero nor longer than the longest one",
+            );
+        }
+        if self.retry.max_backoff < self.retry.initial_backoff {
+            return invalid("retry.max_backoff must not be shorter than retry.initial_backoff");
         }
         if self.download_concurrency == 0 || self.url_batch_size == 0 || self.batch_records == 0 {
             return invalid(
@@ -383,14 +390,6 @@ impl Inner {
         &self,
         objects: &[ObjectRef],
     ) -> Result<Vec<(String, String)>, DapError> {
-        #[derive(Deserialize)]
-        struct Urls {
-            urls: HashMap<String, Resource>,
-        }
-        #[derive(Deserialize)]
-        struct Resource {
-            url: String,
-        }
         let url = self.url(&["dap", "object", "url"]);
         let ids: Vec<_> = objects.iter().map(|o| json!({ "id": o.id })).collect();
         let body = self
@@ -398,11 +397,11 @@ impl Inner {
                 http.post(url.clone()).json(&ids)
             })
             .await?;
-        let mut answer: Urls = decode_json(OBJECT_URLS, &body)?;
+        let mut urls = decode_object_urls(&body)?;
         objects
             .iter()
-            .map(|object| match answer.urls.remove(&object.id) {
-                Some(resource) => Ok((object.id.clone(), resource.url)),
+            .map(|object| match urls.remove(&object.id) {
+                Some(url) => Ok((object.id.clone(), url)),
                 None => Err(DapError::Decode {
                     endpoint: OBJECT_URLS,
                     reason: format!("no URL for object {}", object.id),
@@ -410,6 +409,34 @@ impl Inner {
             })
             .collect()
     }
+}
+
+/// The object URLs of an `object_urls` answer, by object id. A malformed answer's error says
+/// where it went wrong, not what it held: serde quotes the value it could not take, and these
+/// values are signed URLs.
+fn decode_object_urls(body: &[u8]) -> Result<HashMap<String, String>, DapError> {
+    #[derive(Deserialize)]
+    struct Urls {
+        urls: HashMap<String, Resource>,
+    }
+    #[derive(Deserialize)]
+    struct Resource {
+        url: String,
+    }
+    let answer: Urls = serde_json::from_slice(body).map_err(|e| DapError::Decode {
+        endpoint: OBJECT_URLS,
+        reason: format!(
+            "unexpected answer ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })?;
+    Ok(answer
+        .urls
+        .into_iter()
+        .map(|(id, resource)| (id, resource.url))
+        .collect())
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(
@@ -428,6 +455,19 @@ mod tests {
 
     fn options() -> ClientOptions {
         ClientOptions::new("us-east-1#client", Secret::new("hunter2-secret"))
+    }
+
+    #[test]
+    fn malformed_object_urls_never_quote_a_signed_url() {
+        let body = br#"{"urls": {"obj": "https://bucket/o?X-Amz-Signature=SECRETSIG"}}"#;
+        let shown = decode_object_urls(body).unwrap_err().to_string();
+        assert!(!shown.contains("SECRETSIG"), "{shown}");
+        assert!(shown.contains("line 1"), "{shown}");
+        let good = br#"{"urls": {"obj": {"url": "https://bucket/o?sig=1"}}}"#;
+        assert_eq!(
+            decode_object_urls(good).unwrap()["obj"],
+            "https://bucket/o?sig=1"
+        );
     }
 
     #[test]

@@ -33,7 +33,6 @@ const URL_REUSE_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// Memory stays bounded: a download waits while its last batch has not been taken, so at most
 /// about `2 × download_concurrency + 2` batches exist at once. Dropping the stream stops every
 /// download.
-#[derive(Debug)]
 pub struct RecordStream<D: LineDecoder = RecordDecoder> {
     client: DapClient,
     /// Objects whose URLs have not been asked for yet.
@@ -50,6 +49,18 @@ pub struct RecordStream<D: LineDecoder = RecordDecoder> {
     finished: bool,
     /// Objects downloaded at the same time.
     concurrency: usize,
+}
+
+/// Counts only: resolved object URLs are signed and must not reach a log.
+impl<D: LineDecoder> std::fmt::Debug for RecordStream<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStream")
+            .field("unresolved", &self.unresolved.len())
+            .field("resolved", &self.resolved.len())
+            .field("downloading", &self.running.len())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<D: LineDecoder> RecordStream<D> {

@@ -172,6 +172,18 @@ impl ApiError {
         })
     }
 
+    /// A failed job's error: as [`ApiError::from_detail`], or a processing error that keeps the
+    /// detail's uuid and message when it names no type.
+    pub(super) fn from_job_detail(detail: &Value) -> Self {
+        Self::from_detail(detail, None).unwrap_or_else(|| Self {
+            kind: ApiErrorKind::Processing,
+            status: None,
+            uuid: string_field(detail, "uuid"),
+            message: string_field(detail, "message")
+                .unwrap_or_else(|| "the job failed without saying why".to_owned()),
+        })
+    }
+
     /// Whether the server rejected our credentials or token (whatever the body of a 401 says).
     pub(super) fn is_authentication(&self) -> bool {
         self.kind == ApiErrorKind::Authentication || self.status == Some(401)

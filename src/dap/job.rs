@@ -139,9 +139,7 @@ impl Job {
             at: timestamp("at", wire.at)?,
             since: timestamp("since", wire.since)?,
             until: timestamp("until", wire.until)?,
-            error: wire
-                .error
-                .and_then(|detail| ApiError::from_detail(&detail, None)),
+            error: wire.error.map(|detail| ApiError::from_job_detail(&detail)),
             id: wire.id,
         })
     }
@@ -325,6 +323,19 @@ mod tests {
             (&ApiErrorKind::Processing, None, Some("e-uuid"))
         );
         assert!(error.is_transient());
+
+        // An error without a type still keeps its uuid and message for support.
+        let untyped = job(json!({
+            "id": "j5", "status": "failed", "error": {"uuid": "u-5", "message": "disk full"}
+        }))
+        .unwrap();
+        let DapError::JobFailed { error: api, .. } = untyped.into_complete().unwrap_err() else {
+            panic!("a failed job")
+        };
+        assert_eq!(
+            (&api.kind, api.uuid.as_deref(), api.message.as_str()),
+            (&ApiErrorKind::Processing, Some("u-5"), "disk full")
+        );
     }
 
     #[test]

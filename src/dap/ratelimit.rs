@@ -33,7 +33,8 @@ impl RateLimiter {
         Self {
             limit,
             window: Mutex::new(Window {
-                events: VecDeque::with_capacity(limit.max as usize),
+                // Grows as starts come: a huge limit (meant as "no limit") allocates nothing.
+                events: VecDeque::with_capacity((limit.max as usize).min(64)),
                 woke_at: None,
             }),
         }

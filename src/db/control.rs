@@ -29,6 +29,15 @@ pub(crate) struct PendingSwap {
     pub schema_version: i64,
     pub schema_description: String,
     pub rows: i64,
+    /// The run's facts for the run history (absent in swaps recorded by older versions).
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub upserted: i64,
+    #[serde(default)]
+    pub rejected: i64,
+    #[serde(default)]
+    pub bytes: i64,
 }
 
 /// The kind of a run, for the run history.
@@ -172,6 +181,12 @@ fn truncate(t: DateTime<Utc>, precision: TimeDelta) -> DateTime<Utc> {
     t.duration_trunc(precision).unwrap_or(t)
 }
 
+/// Whether `table_sync.timestamp` (`stamp`) is still dapsync's exact `watermark`, cut to the
+/// column's precision: no other client (`dap syncdb`) advanced the table since dapsync did.
+pub(crate) fn synced_last(d: Dialect, watermark: DateTime<Utc>, stamp: DateTime<Utc>) -> bool {
+    truncate(watermark, d.table_sync_precision()) == stamp
+}
+
 impl Db {
     /// The sync state of a table, or `None` if it was never synced (by dapsync or `dap`).
     pub async fn sync_state(
@@ -217,7 +232,7 @@ impl Db {
             .next()
             .and_then(|row| row[0].time());
         let since = match watermark {
-            Some(exact) if truncate(exact, d.table_sync_precision()) == stamp => exact,
+            Some(exact) if synced_last(d, exact, stamp) => exact,
             _ => stamp,
         };
         Ok(Some(SyncState {
@@ -421,7 +436,7 @@ impl Db {
             };
             let status = &mut statuses[index];
             if let (Some(exact), Some(stamp)) = (row[2].time(), status.synced_until)
-                && truncate(exact, d.table_sync_precision()) == stamp
+                && synced_last(d, exact, stamp)
             {
                 status.synced_until = Some(exact);
             }
@@ -563,7 +578,7 @@ pub(crate) async fn finish_run(
     let runs = tx.dialect().own_table("runs");
     tx.execute(
         &format!(
-            "UPDATE {runs} SET outcome = ?, finished_at = ?, job_id = ?, until = ?, schema_version = ?, rows_upserted = ?, \
+            "UPDATE {runs} SET outcome = ?, finished_at = ?, job_id = COALESCE(?, job_id), until = ?, schema_version = ?, rows_upserted = ?, \
              rows_deleted = ?, rows_rejected = ?, bytes = ?, error_type = ?, error_uuid = ?, error_message = ? WHERE id = ?"
         ),
         &[

@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::control::{
-    PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, write_sync_state,
+    PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, synced_last,
+    write_sync_state,
 };
 use super::plan::{Row, TablePlan};
 use super::query::{Arg, Kind, Tx};
@@ -105,6 +106,16 @@ const MYSQL_MAX_VARS: usize = 65_535;
 const SQLITE_MAX_VARS: usize = 32_766;
 /// MySQL: connections that load a snapshot's staging table at the same time.
 const MYSQL_SNAPSHOT_CONNECTIONS: usize = 2;
+
+/// Connections a table run may hold at once: one for its lock, one for its load, and on MySQL
+/// the snapshot's extra loading connections.
+pub fn connections_per_table(dialect: Dialect) -> u32 {
+    match dialect {
+        Dialect::Mysql => 2 + MYSQL_SNAPSHOT_CONNECTIONS as u32,
+        Dialect::Postgres | Dialect::Sqlite => 2,
+    }
+}
+
 /// Rejects are written in groups of this size (PostgreSQL interrupts its COPY for them).
 const REJECT_FLUSH: usize = 1_000;
 
@@ -209,10 +220,13 @@ impl Db {
         let mut tx = self.begin().await?;
         write_sync_state(&mut tx, plan, pending.watermark, pending.rows).await?;
         let result = RunResult {
+            job_id: pending.job_id.clone(),
             until: Some(pending.watermark),
             schema_version: Some(plan.schema.version),
-            upserted: pending.rows,
-            ..RunResult::default()
+            upserted: pending.upserted,
+            deleted: 0,
+            rejected: pending.rejected,
+            bytes: pending.bytes,
         };
         finish_run(&mut tx, pending.run_id, RunOutcome::Success, &result, None).await?;
         tx.commit()
@@ -625,7 +639,8 @@ impl Writer {
                 .map_err(self.tx_err("counting existing rows"))?;
             self.inserted = Some(inserted + upserts.len() as i64 - existing);
         }
-        write_rows(tx, target, columns, upserts, max_vars, self.db.max_packet)
+        let max_packet = self.db.max_packet;
+        write_rows(tx, target, columns, upserts, max_vars, max_packet, true)
             .await
             .map_err(self.tx_err("upserting rows"))?;
         self.stats.deleted += delete_rows(tx, target, columns, deletes, max_vars)
@@ -648,8 +663,8 @@ impl Writer {
             plan.live.clone()
         };
         // SQLite keeps the whole load in one transaction (its DDL is transactional). MySQL keeps a
-        // change set in one transaction; a snapshot goes into the staging table in transactions
-        // of one batch each, invisible until the swap.
+        // change set in one transaction; a snapshot goes into the staging table (invisible until
+        // the swap) in one transaction per loading connection (see `ParallelInserts`).
         let mut tx = if snapshot && dialect == Dialect::Mysql {
             let mut statements = dialect.drop_table(Some(&plan.schema), &plan.staging, &db.ddl);
             statements.push(Statement {
@@ -686,6 +701,18 @@ impl Writer {
                 .map_or(0, |rows| (rows / FOLLOWED_FRACTION).max(FOLLOWED_MIN)),
             LoadKind::Snapshot { .. } => 0,
         };
+        // A SQLite snapshot not known to repeat keys inserts plainly: a repeated key then fails
+        // the load, which is loaded again in the job's order (see `Engine::snapshot`), instead
+        // of keeping whichever version arrived last.
+        let upsert = !matches!(
+            (self.kind, dialect),
+            (
+                LoadKind::Snapshot {
+                    repeated_keys: false
+                },
+                Dialect::Sqlite
+            )
+        );
         let mut pending: Vec<Row> = Vec::new();
         let mut pending_changes: Vec<Change> = Vec::new();
         // A MySQL snapshot's rows go in over connections of their own (see `ParallelInserts`).
@@ -713,6 +740,7 @@ impl Writer {
                             std::mem::take(&mut pending),
                             max_vars,
                             db.max_packet,
+                            upsert,
                         )
                         .await
                         .map_err(self.tx_err("inserting rows"))?;
@@ -743,6 +771,7 @@ impl Writer {
                 pending,
                 max_vars,
                 db.max_packet,
+                upsert,
             )
             .await
             .map_err(self.tx_err("inserting rows"))?,
@@ -770,6 +799,10 @@ impl Writer {
                     schema_version: plan.schema.version,
                     schema_description: plan.schema.description_json().to_string(),
                     rows,
+                    job_id: Some(commit.job_id.clone()),
+                    upserted: self.stats.upserted,
+                    rejected: self.stats.rejected,
+                    bytes: commit.bytes,
                 };
                 db.set_pending_swap(&plan, Some(&pending)).await?;
                 crate::failpoint::hit("mysql.snapshot.before_swap");
@@ -824,9 +857,17 @@ impl ParallelInserts {
                 let context = |what: &str| DbError::sql(format!("{what} ({})", plan.label()));
                 while let Some(rows) = receiver.recv().await {
                     let (table, columns) = (&plan.staging, &plan.columns);
-                    write_rows(&mut tx, table, columns, rows, MYSQL_MAX_VARS, max_packet)
-                        .await
-                        .map_err(context("inserting rows"))?;
+                    write_rows(
+                        &mut tx,
+                        table,
+                        columns,
+                        rows,
+                        MYSQL_MAX_VARS,
+                        max_packet,
+                        true,
+                    )
+                    .await
+                    .map_err(context("inserting rows"))?;
                 }
                 tx.commit().await.map_err(context("committing the rows"))
             });
@@ -931,7 +972,8 @@ fn rows_per_statement(max_vars: usize, width: usize) -> usize {
     (max_vars / width.max(1)).clamp(1, MAX_STATEMENT_ROWS)
 }
 
-/// Multi-row upserts, as many rows per statement as the placeholder limit and packet size allow.
+/// Multi-row inserts (with `upsert`, rows whose key exists replace it), as many rows per
+/// statement as the placeholder limit and packet size allow.
 ///
 /// The next statement's arguments are encoded while the server executes the current one, so
 /// that neither side waits for the other.
@@ -942,6 +984,7 @@ async fn write_rows(
     rows: Vec<Row>,
     max_vars: usize,
     max_packet: usize,
+    upsert: bool,
 ) -> Result<(), sqlx::Error> {
     let max_rows = rows_per_statement(max_vars, columns.names.len());
     let byte_budget = max_packet / 2;
@@ -959,7 +1002,7 @@ async fn write_rows(
     let dialect = tx.dialect();
     let statement = |chunk: Vec<Row>| {
         let full = chunk.len() == max_rows;
-        let sql = sql::insert_rows(target, columns, chunk.len(), true);
+        let sql = sql::insert_rows(target, columns, chunk.len(), upsert);
         BoundArgs::new(dialect, chunk.into_iter().flatten()).map(|args| (sql, args, full))
     };
     let mut current: Option<(String, BoundArgs, bool)> = None;
@@ -1002,20 +1045,30 @@ async fn count_existing(
 }
 
 /// The row count dapsync stored for the table, if any.
+/// `None` when unknown, or when another client (`dap syncdb`) synced the table since dapsync
+/// did: the count dapsync followed no longer holds then.
 async fn previous_row_count(tx: &mut Tx, plan: &TablePlan) -> Result<Option<i64>, DbError> {
+    let d = tx.dialect();
     let sql = format!(
-        "SELECT row_count FROM {} WHERE namespace = ? AND table_name = ?",
-        tx.dialect().own_table("table_state")
+        "SELECT s.row_count, s.watermark, t.{} FROM {} s JOIN {} t \
+         ON t.source_namespace = s.namespace AND t.source_table = s.table_name \
+         WHERE s.namespace = ? AND s.table_name = ?",
+        d.quote_ident("timestamp"),
+        d.own_table("table_state"),
+        d.table_sync_name()
     );
     let args = [
         Arg::Text(Some(plan.schema.namespace.clone())),
         Arg::Text(Some(plan.schema.table.clone())),
     ];
     let rows = tx
-        .fetch(&sql, &args, &[Kind::Int])
+        .fetch(&sql, &args, &[Kind::Int, Kind::Time, Kind::Naive])
         .await
         .map_err(DbError::sql("reading the row count"))?;
-    Ok(rows.first().and_then(|r| r[0].int()))
+    Ok(rows.first().and_then(|r| match (r[1].time(), r[2].time()) {
+        (Some(watermark), Some(stamp)) if synced_last(d, watermark, stamp) => r[0].int(),
+        _ => None,
+    }))
 }
 
 /// Batched deletes by key; returns the rows deleted.

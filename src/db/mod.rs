@@ -25,7 +25,9 @@ pub use control::{
     NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus,
 };
 pub use inspect::canonical_record;
-pub use load::{Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad};
+pub use load::{
+    Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad, connections_per_table,
+};
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan};
 pub use value::{Cell, ColumnCodec, Token, write_copy_row};

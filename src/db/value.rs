@@ -101,11 +101,10 @@ impl ColumnCodec {
             ColumnType::Array { .. } if !array => {
                 Err(format!("expected an array, got {}", json_kind(json)))
             }
-            // PostgreSQL jsonb rejects \u0000 even escaped.
-            _ if self.dialect == Dialect::Postgres && json.contains("\\u0000") => {
-                Err("contains a NUL character, which PostgreSQL jsonb cannot hold".into())
+            _ => {
+                check_json_escapes(json, self.dialect)?;
+                Ok(Cell::Json(json.to_owned()))
             }
-            _ => Ok(Cell::Json(json.to_owned())),
         }
     }
 }
@@ -122,6 +121,30 @@ pub enum Token<'a> {
     Str(std::borrow::Cow<'a, str>),
     /// An object or an array where a scalar was expected.
     Nested(&'static str),
+}
+
+/// Refuses what the JSON columns would refuse: a lone surrogate escape (`\ud800`), which is not
+/// valid JSON for PostgreSQL jsonb nor MySQL's `JSON_VALID`, and on PostgreSQL a NUL character
+/// (`\u0000`), which jsonb cannot hold. Only text with such escapes is parsed again.
+fn check_json_escapes(json: &str, dialect: Dialect) -> Result<(), String> {
+    let surrogate = json.contains("\\ud") || json.contains("\\uD");
+    let nul = dialect == Dialect::Postgres && json.contains("\\u0000");
+    if !(surrogate || nul) {
+        return Ok(());
+    }
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("is not valid JSON: {e}"))?;
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if nul && has_nul(&value) {
+        return Err("contains a NUL character, which PostgreSQL jsonb cannot hold".into());
+    }
+    Ok(())
 }
 
 impl From<Value> for Token<'_> {
@@ -198,6 +221,7 @@ fn convert(
             let instant = DateTime::parse_from_rfc3339(&text)
                 .map_err(|e| format!("is not an RFC 3339 timestamp: {e}"))?;
             let utc = instant.naive_utc();
+            check_year(utc.year())?;
             // Microseconds are what every target keeps; finer digits are cut, never rounded up.
             let micros = utc
                 .with_nanosecond(utc.nanosecond() / 1_000 * 1_000)
@@ -206,9 +230,10 @@ fn convert(
         }
         ColumnType::Date => {
             let text = string(token, dialect)?;
-            NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                .map(Cell::Date)
-                .map_err(|e| format!("is not a date: {e}"))
+            let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                .map_err(|e| format!("is not a date: {e}"))?;
+            check_year(date.year())?;
+            Ok(Cell::Date(date))
         }
         ColumnType::Uuid => {
             let text = string(token, dialect)?;
@@ -231,6 +256,16 @@ fn convert(
         }
         ColumnType::Array { .. } => Err(format!("expected an array, got {}", token.kind())),
         ColumnType::Json => Err(format!("expected JSON, got {}", token.kind())),
+    }
+}
+
+/// Years 1 to 9999: what every target's date types hold (PostgreSQL has no year 0, MySQL's
+/// `datetime` ends with 9999).
+fn check_year(year: i32) -> Result<(), String> {
+    if (1..=9999).contains(&year) {
+        Ok(())
+    } else {
+        Err(format!("has the year {year}, outside 1 to 9999"))
     }
 }
 
@@ -592,6 +627,30 @@ mod tests {
         assert!(conv(ColumnType::IpAddress, json!("::1"), Dialect::Postgres).is_ok());
         assert!(conv(ColumnType::IpAddress, json!("300.1.1.1"), Dialect::Postgres).is_err());
         assert!(conv(ColumnType::Date, json!("2024-02-30"), Dialect::Postgres).is_err());
+        // Year 0 parses but no target holds it.
+        for dialect in [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite] {
+            assert!(conv(ColumnType::Date, json!("0000-01-01"), dialect).is_err());
+            let ts = json!("0000-06-01T00:00:00Z");
+            assert!(conv(ColumnType::Timestamp, ts, dialect).is_err());
+            assert!(conv(ColumnType::Date, json!("0001-01-01"), dialect).is_ok());
+        }
+    }
+
+    #[test]
+    fn json_columns_refuse_what_the_database_would() {
+        let codec = |dialect| ColumnCodec::new(ColumnType::Json, true, dialect);
+        for dialect in [Dialect::Postgres, Dialect::Mysql] {
+            let lone = codec(dialect).convert_raw(r#"{"a": "x\ud800y"}"#);
+            assert!(lone.unwrap_err().contains("not valid JSON"), "{dialect:?}");
+            let pair = codec(dialect).convert_raw(r#"{"a": "\ud83c\udf93"}"#);
+            assert!(pair.is_ok(), "{dialect:?}");
+        }
+        let nul = r#"{"a": "x\u0000"}"#;
+        assert!(codec(Dialect::Postgres).convert_raw(nul).is_err());
+        assert!(codec(Dialect::Mysql).convert_raw(nul).is_ok());
+        // An escaped backslash followed by `u0000` is no NUL.
+        let backslash = r#"{"a": "x\\u0000"}"#;
+        assert!(codec(Dialect::Postgres).convert_raw(backslash).is_ok());
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub(super) fn write_objects(
         .min(groups.len());
     let write = |part: usize| {
         let path = dir.join(format!("{job_id}-{part:05}.jsonl.gz"));
-        let (size, cut) = write_object(extract, &groups[part], &path)?;
+        let (size, cut) = write_object(extract, &groups, part, &path)?;
         let id = format!("{job_id}/part-{part:05}.jsonl.gz");
         let table = table.clone();
         Ok((
@@ -122,7 +122,8 @@ const FLUSH_EVERY: u64 = 256;
 /// to decompress than real DAP objects.
 fn write_object(
     extract: &Extract,
-    group: &[(u64, RowState)],
+    groups: &[Vec<(u64, RowState)>],
+    part: usize,
     path: &Path,
 ) -> io::Result<(u64, CutPoints)> {
     let file = BufWriter::with_capacity(CHUNK, File::create(path)?);
@@ -133,7 +134,7 @@ fn write_object(
         },
         Compression::fast(),
     );
-    let every = if group.len() as u64 <= FLUSH_EVERY {
+    let every = if groups[part].len() as u64 <= FLUSH_EVERY {
         1
     } else {
         FLUSH_EVERY
@@ -142,7 +143,7 @@ fn write_object(
     encoder.flush()?;
     let mut flushes = vec![(0, encoder.get_ref().written)];
     let mut lines = 0u64;
-    extract.write_lines(group, |line| {
+    extract.write_lines(groups, part, |line| {
         encoder.write_all(line)?;
         lines += 1;
         if lines.is_multiple_of(every) {

@@ -457,28 +457,22 @@ impl Extract {
         })
     }
 
-    /// Writes the JSON lines of one object, each followed by `\n`, through `line`.
+    /// Writes the JSON lines of object `part` of `groups` (see [`Extract::objects`]), each
+    /// followed by `\n`, through `line`.
+    ///
+    /// In a table that repeats keys, the older version of a repeated key comes first: in the
+    /// same object for the first object's keys, and at the end of the object before for the
+    /// others' keys, so that "last one wins" holds across objects as well as within one.
     pub(super) fn write_lines<E>(
         &self,
-        group: &[(u64, RowState)],
+        groups: &[Vec<(u64, RowState)>],
+        part: usize,
         mut line: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut buffer = Vec::with_capacity(1024);
-        if self.repeat_keys {
-            for &(index, row) in group
-                .iter()
-                .filter(|&&(index, row)| row.live && self.source.repeats(index, row))
-            {
-                self.render(
-                    index,
-                    RowState {
-                        version: row.version.saturating_sub(1),
-                        ..row
-                    },
-                    &mut buffer,
-                );
-                line(&buffer)?;
-            }
+        let group = &groups[part];
+        if part == 0 {
+            self.write_older_versions(group, &mut buffer, &mut line)?;
         }
         for &(index, row) in group {
             self.render(index, row, &mut buffer);
@@ -489,6 +483,33 @@ impl Extract {
                 self.render_bad(index / every, &mut buffer);
                 line(&buffer)?;
             }
+        }
+        if let Some(next) = groups.get(part + 1) {
+            self.write_older_versions(next, &mut buffer, &mut line)?;
+        }
+        Ok(())
+    }
+
+    /// In a table that repeats keys, the older version of each repeated key of `group`.
+    fn write_older_versions<E>(
+        &self,
+        group: &[(u64, RowState)],
+        buffer: &mut Vec<u8>,
+        line: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.repeat_keys {
+            return Ok(());
+        }
+        for &(index, row) in group
+            .iter()
+            .filter(|&&(index, row)| row.live && self.source.repeats(index, row))
+        {
+            let older = RowState {
+                version: row.version.saturating_sub(1),
+                ..row
+            };
+            self.render(index, older, buffer);
+            line(buffer)?;
         }
         Ok(())
     }
@@ -565,12 +586,12 @@ mod tests {
     }
 
     fn lines(extract: &Extract) -> Vec<Vec<Value>> {
-        extract
-            .objects()
-            .map(|group| {
+        let groups: Vec<_> = extract.objects().collect();
+        (0..groups.len())
+            .map(|part| {
                 let mut out = Vec::new();
                 extract
-                    .write_lines::<()>(&group, |line| {
+                    .write_lines::<()>(&groups, part, |line| {
                         out.push(serde_json::from_slice(line).unwrap());
                         Ok(())
                     })
@@ -713,7 +734,19 @@ mod tests {
             t(1),
         );
         let (_, extract) = web_logs.plan(None, None, t(2)).unwrap();
-        let records = lines(&extract).concat();
+        let objects = lines(&extract);
+        // Some key repeats across objects, not only within one.
+        let object_of = |key: &Value| {
+            objects
+                .iter()
+                .position(|object| object.iter().any(|r| &r["key"] == key))
+        };
+        assert!(objects.iter().enumerate().any(|(i, object)| {
+            object
+                .iter()
+                .any(|r| object_of(&r["key"]).is_some_and(|first| first < i))
+        }));
+        let records = objects.concat();
         assert!(records.len() > 40);
         let current: Vec<Value> = web_logs.current_rows();
         let mut last = std::collections::HashMap::new();

@@ -406,9 +406,7 @@ impl Engine {
         if job.schema_version != schema.version {
             schema = self.current_schema(namespace, table).await?;
         }
-        let key = format!("{namespace}.{table}");
-        let repeated = self.options.repeated_keys.contains(&key)
-            || self.repeating.lock().is_ok_and(|set| set.contains(&key));
+        let repeated = self.repeats_keys(namespace, table);
         match self
             .load_snapshot(&job, schema.clone(), attempt, replaced.clone(), repeated)
             .await
@@ -416,13 +414,20 @@ impl Engine {
             Err(SyncError::Db { source, .. }) if !repeated && source.is_unique_violation() => {
                 tracing::warn!(table = %label, "the snapshot repeats keys; loading it again keeping the last of each");
                 if let Ok(mut set) = self.repeating.lock() {
-                    set.insert(key);
+                    set.insert(format!("{namespace}.{table}"));
                 }
                 self.load_snapshot(&job, schema, attempt, replaced, true)
                     .await
             }
             other => other,
         }
+    }
+
+    /// Whether a table's results may repeat a key (configured, or found while loading).
+    fn repeats_keys(&self, namespace: &str, table: &str) -> bool {
+        let key = format!("{namespace}.{table}");
+        self.options.repeated_keys.contains(&key)
+            || self.repeating.lock().is_ok_and(|set| set.contains(&key))
     }
 
     /// Records the start of a run in the run history.
@@ -644,6 +649,7 @@ impl Engine {
         load: &mut Load,
         incremental: bool,
     ) -> Result<u64, SyncError> {
+        let repeated_keys = self.repeats_keys(&plan.schema.namespace, &plan.schema.table);
         let label = plan.label();
         let decoder = RowDecoder::new(plan.clone(), self.options.validate_records, incremental)
             .map_err(|reason| SyncError::State {
@@ -651,9 +657,11 @@ impl Engine {
                 reason,
             })?;
         let mut stream = self.dap.records_with(job, Arc::new(decoder));
-        if !incremental && self.db.dialect() == Dialect::Mysql {
-            // InnoDB's clustered index loads far faster with keys arriving in order than
-            // interleaved from several objects, and InnoDB, not decoding, bounds the pace.
+        // Where a key repeats, the last one wins: the last in the job's order of objects and
+        // lines, which the loaders see only when the objects come one after the other.
+        // InnoDB's clustered index also loads far faster with keys arriving in order than
+        // interleaved from several objects, and InnoDB, not decoding, bounds the pace.
+        if repeated_keys || (!incremental && self.db.dialect() == Dialect::Mysql) {
             stream = stream.sequential();
         }
         let mut progress = Progress::new(&label, self.options.progress);
