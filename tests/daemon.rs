@@ -778,9 +778,15 @@ async fn snapshot_of(
 
 /// Runs the binary until both tables are snapshotted, makes every download slow, changes both
 /// tables upstream, waits until both runs carrying the changes are downloading, and sends
-/// SIGTERM. Returns the exit code, the log, and for each table whether it moved to the new
-/// watermark; asserts that each table is either exactly as before or equal to the source.
-async fn sigterm_mid_run(dialect: Dialect, grace: &str) -> (Option<i32>, Vec<Value>, Vec<bool>) {
+/// SIGTERM. Downloads trickle in 512-byte chunks with `pause_ms` before each, so no download
+/// finishes sooner than that. Returns the exit code, the log, and for each table whether it
+/// moved to the new watermark; asserts that each table is either exactly as before or equal to
+/// the source.
+async fn sigterm_mid_run(
+    dialect: Dialect,
+    grace: &str,
+    pause_ms: u64,
+) -> (Option<i32>, Vec<Value>, Vec<bool>) {
     let tables = ["canvas.courses", "canvas.users"];
     let fake = fake(&tables, 7).await;
     let db = TestDb::new(dialect).await;
@@ -797,7 +803,7 @@ async fn sigterm_mid_run(dialect: Dialect, grace: &str) -> (Option<i32>, Vec<Val
     fake.inject(
         Fault::SlowBody {
             chunk_bytes: 512,
-            pause_ms: 300,
+            pause_ms,
         },
         Endpoint::Download,
         10_000,
@@ -854,7 +860,8 @@ fn logged(log: &[Value], message: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_after_the_grace_period_rolls_the_running_tables_back() {
     for dialect in DIALECTS {
-        let (code, log, moved) = sigterm_mid_run(dialect, "200ms").await;
+        // A download takes at least 5 s: far past the grace period, however slow the machine.
+        let (code, log, moved) = sigterm_mid_run(dialect, "200ms", 5_000).await;
         assert_eq!(code, Some(0), "{dialect:?}: {log:#?}");
         assert_eq!(moved, [false, false], "{dialect:?}");
         assert!(
@@ -871,7 +878,7 @@ async fn sigterm_after_the_grace_period_rolls_the_running_tables_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_running_tables_finish_within_the_grace_period() {
     for dialect in [Dialect::Postgres, Dialect::Sqlite] {
-        let (code, log, moved) = sigterm_mid_run(dialect, "30s").await;
+        let (code, log, moved) = sigterm_mid_run(dialect, "30s", 300).await;
         assert_eq!(code, Some(0), "{dialect:?}: {log:#?}");
         assert_eq!(moved, [true, true], "{dialect:?}");
         assert!(!logged(
