@@ -184,7 +184,9 @@ impl<D: LineDecoder> RecordStream<D> {
 impl Inner {
     /// Downloads one object and hands its batches to `sender`, retrying transient failures from
     /// the start of the object without handing on again the lines already handed on. A refused
-    /// URL (expired) is resolved again, once per attempt.
+    /// URL (expired) is resolved again, once per attempt. The retry budget counts the failed
+    /// attempts since the last one that handed on new lines: a large object over a connection
+    /// that keeps breaking completes as long as each attempt gets further.
     async fn download<D: LineDecoder>(
         &self,
         object: &ObjectRef,
@@ -195,6 +197,7 @@ impl Inner {
         let mut retries = self.retries(DOWNLOAD);
         let mut handed_on = 0;
         loop {
+            let furthest = handed_on;
             let mut result = self
                 .fetch(&object.id, &url, &mut handed_on, decoder, sender)
                 .await;
@@ -210,6 +213,9 @@ impl Inner {
                 result = self
                     .fetch(&object.id, &url, &mut handed_on, decoder, sender)
                     .await;
+            }
+            if handed_on > furthest {
+                retries.progressed();
             }
             match result {
                 Ok(()) => return Ok(()),

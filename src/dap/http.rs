@@ -153,6 +153,12 @@ pub(super) struct Retries<'a> {
 }
 
 impl Retries<'_> {
+    /// The attempt under way got further than any before it: the failed attempts so far no
+    /// longer count against the budget (nor lengthen the backoff).
+    pub(super) fn progressed(&mut self) {
+        self.attempts = 0;
+    }
+
     /// After a failed attempt: waits (with backoff) when another attempt may succeed, else
     /// returns the error to give up with. Errors that are not transient are returned as they
     /// are, as is a `RetriesExhausted` from a nested call (such as a login), which was retried

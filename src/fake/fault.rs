@@ -129,6 +129,10 @@ pub enum Fault {
     CutAtRecordBoundary,
     /// `Content-Length` announces the whole object, then the connection closes halfway.
     DropConnection,
+    /// Like `DropConnection`, but the connection closes after the object's first `bytes`
+    /// bytes: a series of these, each further on, is a download that keeps breaking off
+    /// while getting further each time.
+    DropConnectionAfter { bytes: u64 },
     /// The body trickles in chunks of `chunk_bytes`, with `pause_ms` before each.
     SlowBody { chunk_bytes: usize, pause_ms: u64 },
 }
@@ -146,7 +150,8 @@ impl Fault {
             Fault::ExpiredUrl
             | Fault::CutMidRecord
             | Fault::CutAtRecordBoundary
-            | Fault::DropConnection => endpoint == Endpoint::Download,
+            | Fault::DropConnection
+            | Fault::DropConnectionAfter { .. } => endpoint == Endpoint::Download,
             Fault::SlowBody { chunk_bytes, .. } => {
                 endpoint == Endpoint::Download && *chunk_bytes > 0
             }

@@ -193,7 +193,11 @@ pub(super) async fn download(file: &ObjectFile, fault: Option<&Fault>) -> Respon
             None,
             Body::from_stream(limited(reader, file.cut.record_boundary)),
         ),
-        Some(Fault::DropConnection) => {
+        Some(fault @ (Fault::DropConnection | Fault::DropConnectionAfter { .. })) => {
+            let sent = match fault {
+                Fault::DropConnectionAfter { bytes } => (*bytes).min(file.size),
+                _ => file.cut.mid_record,
+            };
             let dropped = futures_util::stream::once(async {
                 // Hyper flushes what it holds only when the body is pending; without this the
                 // headers would never leave and the client would see no response at all.
@@ -205,7 +209,7 @@ pub(super) async fn download(file: &ObjectFile, fault: Option<&Fault>) -> Respon
             });
             (
                 Some(file.size),
-                Body::from_stream(limited(reader, file.cut.mid_record).chain(dropped)),
+                Body::from_stream(limited(reader, sent).chain(dropped)),
             )
         }
         Some(&Fault::SlowBody {
