@@ -340,7 +340,15 @@ impl Signals {
 async fn run_command(config: &Config) -> Result<i32, Error> {
     // Before anything starts, so that a signal during start-up stops the daemon cleanly.
     let mut signals = Signals::new()?;
-    let daemon = app::Daemon::start(config).await?;
+    // A start-up stalled on the database or the API gives way to a signal: stopping then is
+    // as safe as a crash (nothing has been half-applied that the next start cannot finish).
+    let daemon = tokio::select! {
+        started = app::Daemon::start(config) => started?,
+        () = signals.recv() => {
+            tracing::info!("stopped during start-up");
+            return Ok(0);
+        }
+    };
     signals.recv().await;
     tracing::info!(
         grace_s = config.sync.shutdown_grace.0.as_secs_f64(),

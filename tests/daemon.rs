@@ -652,7 +652,7 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(fake: &FakeDap, db: &TestDb, grace: &str) -> Self {
+    fn spawn(fake: &FakeDap, database_url: &str, grace: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dapsync.toml");
         let toml = format!(
@@ -683,7 +683,7 @@ enabled = false
             base = fake.base_url(),
             id = fake.client_id(),
             secret = fake.client_secret().expose(),
-            url = db.url.expose(),
+            url = database_url,
         );
         std::fs::write(&path, toml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dapsync"))
@@ -790,7 +790,7 @@ async fn sigterm_mid_run(
     let tables = ["canvas.courses", "canvas.users"];
     let fake = fake(&tables, 7).await;
     let db = TestDb::new(dialect).await;
-    let mut process = Process::spawn(&fake, &db, grace);
+    let mut process = Process::spawn(&fake, db.url.expose(), grace);
     for table in tables {
         process.logged("table run finished", table).await;
     }
@@ -887,6 +887,26 @@ async fn sigterm_lets_running_tables_finish_within_the_grace_period() {
         ));
         assert!(logged(&log, "waiting for running tables to finish"));
     }
+}
+
+/// A database that accepts connections and never answers stalls the start-up; SIGTERM still
+/// stops the process at once, with exit code 0 (not after the pool's acquire timeout, with a
+/// connection error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_stalled_start_up_stops_the_process() {
+    let fake = fake(&["canvas.courses"], 1).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("postgres://postgres@{}/test", silent.local_addr().unwrap());
+    let process = Process::spawn(&fake, &url, "10s");
+    // Hold the connection open without a word until the test ends.
+    let (_connection, _) = tokio::time::timeout(PATIENCE, silent.accept())
+        .await
+        .expect("the process never connected to the database")
+        .unwrap();
+
+    let (code, log) = process.terminate().await;
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert!(logged(&log, "stopped during start-up"), "{log:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
