@@ -126,7 +126,9 @@ impl RowDecoder {
             key: None,
             error: None,
         };
-        let mut deserializer = serde_json::Deserializer::from_slice(line);
+        // One pass over the whole line: parsing from `str` then skips checking each string.
+        let text = std::str::from_utf8(line).map_err(|e| format!("is not UTF-8: {e}"))?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let parsed = LineSeed {
             decoder: self,
             state: &mut state,
@@ -725,6 +727,12 @@ mod tests {
                 .decode_line(br#"{"value": {}}"#)
                 .unwrap_err()
                 .contains("no `key`")
+        );
+        assert!(
+            decoder
+                .decode_line(b"{\"key\": {\"id\": 1}, \"value\": {\"name\": \"\xff\"}}")
+                .unwrap_err()
+                .contains("not UTF-8")
         );
     }
 
