@@ -723,6 +723,19 @@ async fn an_expired_url_is_resolved_again() {
     assert_eq!(logged(&fake, Endpoint::ObjectUrls).len(), 1 + 4);
 }
 
+/// A snapshot of courses in one object of 40 rows, and a client that hands them on in batches
+/// of 4 and makes at most `max_attempts` attempts.
+async fn one_object_of_40_rows(max_attempts: u32) -> (FakeDap, DapClient, CompleteJob) {
+    let fake = fake_with(&[("courses", 40)], 100, 0).await;
+    let client = client_with(&fake, |o| {
+        o.retry.max_attempts = max_attempts;
+        o.batch_records = 4;
+    });
+    let job = client.query(NS, "courses", Query::Snapshot).await.unwrap();
+    assert_eq!(job.objects.len(), 1);
+    (fake, client, job)
+}
+
 #[tokio::test]
 async fn cut_and_dropped_bodies_are_detected_and_downloaded_again() {
     const MAX_ATTEMPTS: u32 = 3;
@@ -731,14 +744,8 @@ async fn cut_and_dropped_bodies_are_detected_and_downloaded_again() {
         Fault::CutAtRecordBoundary,
         Fault::DropConnection,
     ] {
-        // One object of 40 rows, cut after its 20th line (or inside it).
-        let fake = fake_with(&[("courses", 40)], 100, 0).await;
-        let client = client_with(&fake, |o| {
-            o.retry.max_attempts = MAX_ATTEMPTS;
-            o.batch_records = 4;
-        });
-        let job = client.query(NS, "courses", Query::Snapshot).await.unwrap();
-        assert_eq!(job.objects.len(), 1);
+        // Cut after the object's 20th line (or inside it).
+        let (fake, client, job) = one_object_of_40_rows(MAX_ATTEMPTS).await;
 
         fake.inject(fault.clone(), Endpoint::Download, 1);
         let records = read_all(&client, &job).await;
@@ -795,13 +802,7 @@ async fn cut_and_dropped_bodies_are_detected_and_downloaded_again() {
 async fn a_download_that_keeps_getting_further_is_not_given_up() {
     const MAX_ATTEMPTS: u32 = 2;
     const BREAKS: u64 = 5;
-    let fake = fake_with(&[("courses", 40)], 100, 0).await;
-    let client = client_with(&fake, |o| {
-        o.retry.max_attempts = MAX_ATTEMPTS;
-        o.batch_records = 4;
-    });
-    let job = client.query(NS, "courses", Query::Snapshot).await.unwrap();
-    assert_eq!(job.objects.len(), 1);
+    let (fake, client, job) = one_object_of_40_rows(MAX_ATTEMPTS).await;
     read_all(&client, &job).await;
     let size = client.metrics().bytes_downloaded;
 
