@@ -182,11 +182,12 @@ async fn an_overrunning_table_is_skipped_not_doubled_and_others_go_on() {
     let (daemon, _) = start(&config).await;
     wait_synced(daemon.status(), &latest(&fake, &tables)).await;
 
-    // From now on every download of courses takes seconds; ticks come every second.
+    // From now on every download of courses takes 2.5 s (its objects are far smaller than a
+    // chunk: one pause each); ticks come every second, so at least two come during each run.
     fake.inject(
         Fault::SlowBody {
-            chunk_bytes: 256,
-            pause_ms: 250,
+            chunk_bytes: 64 << 10,
+            pause_ms: 2_500,
         },
         Endpoint::Download.table("canvas", "courses"),
         1000,
