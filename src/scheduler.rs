@@ -281,19 +281,25 @@ impl Runner {
                     return self.status.abandoned(table);
                 }
             };
-            drop(permit);
             let error = match result {
-                Ok(reports) => return self.succeeded(table, &reports, started.elapsed()),
+                Ok(reports) => {
+                    drop(permit);
+                    return self.succeeded(table, &reports, started.elapsed());
+                }
                 Err(error) => error,
             };
+            let account_level = error.is_account_level();
+            if account_level {
+                // Before the slot is given up, so that no queued table starts in between.
+                self.pause(&error);
+                lock(&self.held_by_pause).insert(table.clone());
+            }
+            drop(permit);
             if matches!(error, SyncError::Locked { .. }) {
                 info!(table = %table, "another process is syncing the table; tick skipped");
                 return self.status.skipped(table, SkipReason::Locked);
             }
-            if error.is_account_level() {
-                self.pause(&error);
-                lock(&self.held_by_pause).insert(table.clone());
-            } else if error.is_transient() && attempt < self.options.run_attempts {
+            if !account_level && error.is_transient() && attempt < self.options.run_attempts {
                 let backoff = self.options.run_backoff * 2u32.saturating_pow(attempt - 1);
                 warn!(
                     table = %table,
