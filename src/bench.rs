@@ -360,6 +360,10 @@ async fn write_load_file(
         source,
     })?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let write_error = |source| Error::Io {
+        context: "writing the load file".into(),
+        source,
+    };
     let decoder = RowDecoder::new(Arc::new(plan.clone()), false, true).map_err(Error::Usage)?;
     let mut stream = dap.records_with(job, Arc::new(decoder));
     // Where keys repeat, only the last line of each key is written (neither COPY nor an
@@ -408,26 +412,17 @@ async fn write_load_file(
                 held.push(&plan.key_text(&row), &buffer);
                 continue;
             }
-            out.write_all(&buffer).map_err(|source| Error::Io {
-                context: "writing the load file".into(),
-                source,
-            })?;
+            out.write_all(&buffer).map_err(write_error)?;
             rows += 1;
         }
     }
     if let Some(held) = held {
         for line in held.last_of_each_key() {
-            out.write_all(line).map_err(|source| Error::Io {
-                context: "writing the load file".into(),
-                source,
-            })?;
+            out.write_all(line).map_err(write_error)?;
             rows += 1;
         }
     }
-    out.flush().map_err(|source| Error::Io {
-        context: "writing the load file".into(),
-        source,
-    })?;
+    out.flush().map_err(write_error)?;
     Ok(rows)
 }
 
