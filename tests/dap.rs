@@ -974,6 +974,43 @@ async fn the_query_rate_limit_holds_across_clones() {
     );
 }
 
+#[tokio::test]
+async fn a_query_that_waited_for_its_slot_takes_a_token_after_the_wait() {
+    // Tokens live 2 s; query starts are spaced 3 s apart: every query but the first waits
+    // longer than a token lives. A token taken before the wait would be refused, and its
+    // retry, queued again, would go out with a fresh token that had expired too.
+    let tables: Vec<&str> = fixture_tables()
+        .filter(|&(namespace, _)| namespace == NS)
+        .map(|(_, table)| table)
+        .take(3)
+        .collect();
+    let fake = FakeDap::start(FakeDapConfig {
+        tables: tables.iter().map(|&t| FakeTable::new(NS, t, 2)).collect(),
+        fixture_rows: None,
+        token_lifetime: Duration::from_secs(2),
+        ..FakeDapConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client_with(&fake, |o| {
+        o.query_rate = RateLimit {
+            max: 1,
+            per: Duration::from_secs(3),
+        }
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for &table in &tables {
+        let client = client.clone();
+        tasks.spawn(async move { client.query(NS, table, Query::Snapshot).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(statuses(&fake, Endpoint::Query), [202, 202, 202]);
+    assert_eq!(client.metrics().rate_limit_waits, 2);
+}
+
 /// The test's path in the binary, for [`alloc::alone`].
 const BOUNDED_MEMORY_TEST: &str = "dap::a_large_object_streams_in_bounded_memory";
 

@@ -86,9 +86,18 @@ impl Inner {
         limit: Limit,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Bytes, DapError> {
+        // The query slot first, the token after it: a token taken before a long wait in the
+        // queue could expire there, and its refusal would send the call to the back of the
+        // queue with a token that expires again.
+        if limit == Limit::QueryStart {
+            let waited = self.query_limiter.acquire().await;
+            if !waited.is_zero() {
+                self.metrics.rate_limit_wait(waited);
+            }
+        }
         let token = self.token(None).await?;
         match self
-            .send_with_token(endpoint, limit, build(&self.http), &token)
+            .send_with_token(endpoint, build(&self.http), &token)
             .await
         {
             Err(e) if is_authentication(&e) => {
@@ -97,9 +106,11 @@ impl Inner {
                     uuid = e.uuid(),
                     "dap refused the access token; logging in again"
                 );
+                // A refused request started nothing: the slot taken above still stands, so
+                // the retry with a fresh token does not queue again.
                 let fresh = self.token(Some(token.generation)).await?;
                 let result = self
-                    .send_with_token(endpoint, limit, build(&self.http), &fresh)
+                    .send_with_token(endpoint, build(&self.http), &fresh)
                     .await;
                 if let Err(e) = &result
                     && is_authentication(e)
@@ -119,16 +130,9 @@ impl Inner {
     async fn send_with_token(
         &self,
         endpoint: &'static str,
-        limit: Limit,
         request: RequestBuilder,
         token: &Token,
     ) -> Result<Bytes, DapError> {
-        if limit == Limit::QueryStart {
-            let waited = self.query_limiter.acquire().await;
-            if !waited.is_zero() {
-                self.metrics.rate_limit_wait(waited);
-            }
-        }
         self.send(endpoint, request.bearer_auth(token.secret.expose()))
             .await
     }
