@@ -734,6 +734,8 @@ pub(crate) async fn insert_rejects(
         "INSERT INTO {} (run_id, namespace, table_name, record_key, reason, line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         tx.dialect().own_table("rejects")
     );
+    let dialect = tx.dialect();
+    let storable = |value: &str| Arg::Text(Some(storable_text(dialect, value)));
     for reject in rejects {
         tx.execute(
             &sql,
@@ -741,9 +743,9 @@ pub(crate) async fn insert_rejects(
                 Arg::Int(Some(run_id)),
                 text(&plan.schema.namespace),
                 text(&plan.schema.table),
-                Arg::Text(reject.key.clone()),
-                text(&reject.reason),
-                text(&reject.line),
+                Arg::Text(reject.key.as_deref().map(|key| storable_text(dialect, key))),
+                storable(&reject.reason),
+                storable(&reject.line),
                 Arg::Time(Some(Utc::now())),
             ],
         )
@@ -751,4 +753,14 @@ pub(crate) async fn insert_rejects(
         .map_err(DbError::sql("storing rejected records"))?;
     }
     Ok(())
+}
+
+/// Text as a text column of `dialect` can hold it: PostgreSQL refuses the NUL character, which a
+/// rejected line may carry (raw, or decoded from `\u0000` in a property name), so there it is
+/// written as the JSON escape `\u0000`.
+fn storable_text(dialect: Dialect, value: &str) -> String {
+    match dialect {
+        Dialect::Postgres if value.contains('\0') => value.replace('\0', "\\u0000"),
+        _ => value.to_owned(),
+    }
 }

@@ -514,7 +514,9 @@ impl Extract {
         Ok(())
     }
 
-    /// A line no reader should accept, of one of three kinds in turn; its key is no row's key.
+    /// A line no reader should accept, of one of five kinds in turn; its key is no row's key.
+    /// Two carry a NUL character, which PostgreSQL text cannot hold: a raw one in a line that is
+    /// not JSON, and an escaped one in the name of a property the schema does not define.
     fn render_bad(&self, n: u64, buffer: &mut Vec<u8>) {
         buffer.clear();
         let key_name = self
@@ -530,13 +532,18 @@ impl Extract {
                     .cloned()
             })
             .unwrap_or_else(|| "id".into());
-        let text = match n % 3 {
+        let text = match n % 5 {
             0 => format!("{{\"key\": {{\"{key_name}\": {n}}}, \"value\": {{\"cut"),
             1 => format!(
                 "{{\"key\": {{\"{key_name}\": [\"not\", \"a\", \"key\"]}}, \"value\": {{}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}"
             ),
-            _ => format!(
+            2 => format!(
                 "{{\"key\": {{\"{key_name}\": {}}}, \"value\": {{\"dapsync_surprise_column\": 1}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}",
+                4_000_000_000_000u64 + n
+            ),
+            3 => format!("{{\"key\": {{\"{key_name}\": {n}}}, \"value\": {{\"cut\0"),
+            _ => format!(
+                "{{\"key\": {{\"{key_name}\": {}}}, \"value\": {{\"dapsync_\\u0000surprise\": 1}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}",
                 4_000_000_000_000u64 + n
             ),
         };
