@@ -203,6 +203,78 @@ fn whole_seconds(schema: &TableSchema, mut row: Value) -> Value {
     row
 }
 
+/// What `dap initdb` leaves: the control tables and the table laid out as the official client
+/// does, `rows` loaded, and the control row stamped `stamp` (as the column's text).
+async fn official_initdb(db: &TestDb, schema: &TableSchema, rows: &[Value], stamp: &str) {
+    let dialect = db.dialect;
+    let setup = db.connect_raw(Default::default()).await;
+    for statement in official_layout(dialect, schema) {
+        setup
+            .execute_statements(
+                &[dapsync::sql::Statement {
+                    sql: statement,
+                    own_transaction: true,
+                }],
+                "official layout",
+            )
+            .await
+            .unwrap();
+    }
+    setup.close().await;
+    load_rows(db, schema, rows).await;
+    let description = {
+        let mut json = schema.json.clone();
+        json["properties"].as_object_mut().unwrap().remove("meta");
+        json.to_string()
+    };
+    let (target_schema, target_table) = match dialect {
+        Dialect::Postgres => (Some(schema.namespace.clone()), schema.table.clone()),
+        _ => (None, format!("{}__{}", schema.namespace, schema.table)),
+    };
+    let insert = "INSERT INTO {t} (source_namespace, source_table, {ts}, schema_version, target_schema, target_table, \
+                  schema_description_format, schema_description) VALUES (?, ?, ?, 1, ?, ?, 'json', ?)";
+    match dialect {
+        Dialect::Postgres => {
+            let sql = insert
+                .replace("{t}", "instructure_dap.table_sync")
+                .replace("{ts}", "\"timestamp\"")
+                .replacen('?', "$1", 1)
+                .replacen('?', "$2", 1)
+                .replacen('?', "$3::timestamp", 1)
+                .replacen('?', "$4", 1)
+                .replacen('?', "$5", 1)
+                .replacen('?', "$6", 1);
+            let mut conn = PgConnection::connect(db.url.expose()).await.unwrap();
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&schema.namespace)
+                .bind(&schema.table)
+                .bind(stamp)
+                .bind(target_schema)
+                .bind(target_table)
+                .bind(&description)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        _ => {
+            let sql = insert
+                .replace("{t}", "instructure_dap__table_sync")
+                .replace("{ts}", "`timestamp`");
+            let mut conn = MySqlConnection::connect(db.url.expose()).await.unwrap();
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&schema.namespace)
+                .bind(&schema.table)
+                .bind(stamp)
+                .bind(target_schema)
+                .bind(target_table)
+                .bind(&description)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_database_left_by_the_official_client_is_continued_without_a_new_snapshot() {
     for dialect in [Dialect::Postgres, Dialect::Mysql] {
@@ -211,72 +283,18 @@ async fn a_database_left_by_the_official_client_is_continued_without_a_new_snaps
         let schema = support::schema(&fake, "canvas", "courses");
 
         // `dap initdb`: the layout, the snapshot's rows, and the control row.
-        let setup = db.connect_raw(Default::default()).await;
-        for statement in official_layout(dialect, &schema) {
-            setup
-                .execute_statements(
-                    &[dapsync::sql::Statement {
-                        sql: statement,
-                        own_transaction: true,
-                    }],
-                    "official layout",
-                )
-                .await
-                .unwrap();
-        }
-        setup.close().await;
         let at = fake.latest_commit("canvas", "courses");
-        load_rows(&db, &schema, &fake.current_rows("canvas", "courses")).await;
-        let description = {
-            let mut json = schema.json.clone();
-            json["properties"].as_object_mut().unwrap().remove("meta");
-            json.to_string()
+        let stamp = match dialect {
+            Dialect::Postgres => at.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            _ => seconds(&at.to_rfc3339()),
         };
-        let (stamp, target_schema, target_table) = match dialect {
-            Dialect::Postgres => (
-                at.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-                Some("canvas"),
-                "courses",
-            ),
-            _ => (seconds(&at.to_rfc3339()), None, "canvas__courses"),
-        };
-        let insert = "INSERT INTO {t} (source_namespace, source_table, {ts}, schema_version, target_schema, target_table, \
-                      schema_description_format, schema_description) VALUES ('canvas', 'courses', ?, 1, ?, ?, 'json', ?)";
-        match dialect {
-            Dialect::Postgres => {
-                let sql = insert
-                    .replace("{t}", "instructure_dap.table_sync")
-                    .replace("{ts}", "\"timestamp\"");
-                let sql = sql
-                    .replacen('?', "$1::timestamp", 1)
-                    .replacen('?', "$2", 1)
-                    .replacen('?', "$3", 1)
-                    .replacen('?', "$4", 1);
-                let mut conn = PgConnection::connect(db.url.expose()).await.unwrap();
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(&stamp)
-                    .bind(target_schema)
-                    .bind(target_table)
-                    .bind(&description)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            _ => {
-                let sql = insert
-                    .replace("{t}", "instructure_dap__table_sync")
-                    .replace("{ts}", "`timestamp`");
-                let mut conn = MySqlConnection::connect(db.url.expose()).await.unwrap();
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(&stamp)
-                    .bind(target_schema)
-                    .bind(target_table)
-                    .bind(&description)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-        }
+        official_initdb(
+            &db,
+            &schema,
+            &fake.current_rows("canvas", "courses"),
+            &stamp,
+        )
+        .await;
 
         // dapsync takes over: migrations adopt the control tables, the chain continues.
         fake.advance(
@@ -454,4 +472,74 @@ async fn the_control_rows_dapsync_writes_are_the_official_ones() {
         assert!(description["properties"]["key"]["properties"]["id"].is_object());
         engine.db().close().await;
     }
+}
+
+#[tokio::test]
+async fn a_control_row_that_mysql_rounded_up_loses_no_changes() {
+    // MySQL rounds the fractional seconds written into a `datetime` column (MariaDB cuts
+    // them): the official client's `until` of 10:00:00.7 is stored as 10:00:01, after changes
+    // committed at 10:00:00.8. Adopting that stamp as it is would skip them for good.
+    let fake = support::fake(&[("canvas", "courses", 20)]).await;
+    let db = TestDb::new(Dialect::Mysql).await;
+    let schema = support::schema(&fake, "canvas", "courses");
+    // Two commits within one second: the snapshot's, then one the rounded stamp would skip.
+    let at = loop {
+        let now = Utc::now();
+        if now.timestamp_subsec_millis() < 500 {
+            fake.advance(
+                "canvas",
+                "courses",
+                Changes {
+                    updates: 2,
+                    ..Changes::default()
+                },
+            );
+            break fake.latest_commit("canvas", "courses");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let rounded_up = at.duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(1);
+    official_initdb(
+        &db,
+        &schema,
+        &fake.current_rows("canvas", "courses"),
+        &rounded_up.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+    .await;
+    fake.advance(
+        "canvas",
+        "courses",
+        Changes {
+            updates: 3,
+            deletes: 2,
+            ..Changes::default()
+        },
+    );
+    let later = fake.latest_commit("canvas", "courses");
+    assert!(
+        later < rounded_up,
+        "the second commit fell in the same second"
+    );
+
+    let engine = support::engine(&fake, &db).await;
+    let runs = engine
+        .sync_table("canvas", "courses", Mode::Sync)
+        .await
+        .unwrap();
+    assert_eq!(runs[0].kind, RunKind::Incremental);
+    assert_eq!(runs[0].since, Some(rounded_up - TimeDelta::seconds(1)));
+    let actual = support::dump(&engine, &fake, "canvas", "courses").await;
+    let mut expected: Vec<Value> = fake
+        .current_rows("canvas", "courses")
+        .iter()
+        .map(|r| dapsync::db::canonical_record(&schema, r))
+        .collect();
+    expected.sort_by_key(|r| r["key"]["id"].as_i64());
+    let whole = |rows: Vec<Value>| -> Vec<Value> {
+        rows.into_iter()
+            .map(|r| whole_seconds(&schema, r))
+            .collect()
+    };
+    assert_eq!(whole(actual), whole(expected));
+    engine.db().close().await;
 }

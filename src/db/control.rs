@@ -233,6 +233,13 @@ impl Db {
             .and_then(|row| row[0].time());
         let since = match watermark {
             Some(exact) if synced_last(d, exact, stamp) => exact,
+            // Another client wrote the stamp (`dap`, on a database it set up or took a turn on).
+            // MySQL rounds fractional seconds written into a whole-second `datetime` (MariaDB
+            // cuts them), so the stamp may be up to a second past the true `until`: a window
+            // replayed from a second earlier is harmless, one skipped is lost for good.
+            _ if d.table_sync_precision() >= TimeDelta::seconds(1) => {
+                stamp - d.table_sync_precision()
+            }
             _ => stamp,
         };
         Ok(Some(SyncState {
