@@ -15,7 +15,13 @@ use crate::support::{self, TestDb};
 
 /// The official client's type for a column (SPEC section 5), written out independently of
 /// dapsync's own mapping.
-fn official_type(dialect: Dialect, table: &str, column: &str, ty: &ColumnType) -> String {
+fn official_type(
+    dialect: Dialect,
+    namespace: &str,
+    table: &str,
+    column: &str,
+    ty: &ColumnType,
+) -> String {
     let pg = dialect == Dialect::Postgres;
     match ty {
         ColumnType::BigInt => "bigint".into(),
@@ -33,7 +39,7 @@ fn official_type(dialect: Dialect, table: &str, column: &str, ty: &ColumnType) -
         ColumnType::Timestamp => if pg { "timestamp" } else { "datetime" }.into(),
         ColumnType::Date => "date".into(),
         ColumnType::Uuid => if pg { "uuid" } else { "binary(16)" }.into(),
-        ColumnType::Enum { .. } if pg => format!("\"canvas\".\"{table}__{column}\""),
+        ColumnType::Enum { .. } if pg => format!("\"{namespace}\".\"{table}__{column}\""),
         ColumnType::Enum { values } => {
             let labels: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
             format!(
@@ -41,14 +47,14 @@ fn official_type(dialect: Dialect, table: &str, column: &str, ty: &ColumnType) -
                 labels.join(", ")
             )
         }
-        ColumnType::IpAddress => "varchar(45)".into(),
+        ColumnType::IpAddress => if pg { "inet" } else { "binary(16)" }.into(),
         ColumnType::Array { .. } | ColumnType::Json => if pg { "jsonb" } else { "json" }.into(),
     }
 }
 
 /// The statements that lay out the control tables and one data table as the official client does.
 fn official_layout(dialect: Dialect, schema: &TableSchema) -> Vec<String> {
-    let table = &schema.table;
+    let (namespace, table) = (&schema.namespace, &schema.table);
     let mut statements = Vec::new();
     let columns: Vec<String> = schema
         .columns
@@ -59,12 +65,12 @@ fn official_layout(dialect: Dialect, schema: &TableSchema) -> Vec<String> {
                 Dialect::Postgres => format!(
                     "\"{}\" {}{null}",
                     c.name,
-                    official_type(dialect, table, &c.name, &c.ty)
+                    official_type(dialect, namespace, table, &c.name, &c.ty)
                 ),
                 _ => format!(
                     "`{}` {}{null}",
                     c.name,
-                    official_type(dialect, table, &c.name, &c.ty)
+                    official_type(dialect, namespace, table, &c.name, &c.ty)
                 ),
             }
         })
@@ -83,19 +89,19 @@ fn official_layout(dialect: Dialect, schema: &TableSchema) -> Vec<String> {
                 "CREATE TABLE instructure_dap.database_version (version bigint PRIMARY KEY)".into(),
             );
             statements.push("INSERT INTO instructure_dap.database_version VALUES (1)".into());
-            statements.push("CREATE SCHEMA canvas".into());
+            statements.push(format!("CREATE SCHEMA \"{namespace}\""));
             for c in &schema.columns {
                 if let ColumnType::Enum { values } = &c.ty {
                     let labels: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
                     statements.push(format!(
-                        "CREATE TYPE \"canvas\".\"{table}__{}\" AS ENUM ({})",
+                        "CREATE TYPE \"{namespace}\".\"{table}__{}\" AS ENUM ({})",
                         c.name,
                         labels.join(", ")
                     ));
                 }
             }
             statements.push(format!(
-                "CREATE TABLE \"canvas\".\"{table}\" ({}, CONSTRAINT \"pk_{table}\" PRIMARY KEY (\"id\"))",
+                "CREATE TABLE \"{namespace}\".\"{table}\" ({}, CONSTRAINT \"pk_{table}\" PRIMARY KEY (\"id\"))",
                 columns.join(", ")
             ));
         }
@@ -113,7 +119,7 @@ fn official_layout(dialect: Dialect, schema: &TableSchema) -> Vec<String> {
             );
             statements.push("INSERT INTO instructure_dap__database_version VALUES (1)".into());
             statements.push(format!(
-                "CREATE TABLE `canvas__{table}` ({}, CONSTRAINT `pk_canvas__{table}` PRIMARY KEY (`id`)) DEFAULT CHARSET=utf8mb4",
+                "CREATE TABLE `{namespace}__{table}` ({}, CONSTRAINT `pk_{namespace}__{table}` PRIMARY KEY (`id`)) DEFAULT CHARSET=utf8mb4",
                 columns.join(", ")
             ));
         }
@@ -143,8 +149,8 @@ async fn load_rows(db: &TestDb, schema: &TableSchema, records: &[Value]) {
             let mut conn = PgConnection::connect(db.url.expose()).await.unwrap();
             for record in records {
                 let sql = format!(
-                    "INSERT INTO canvas.{0} SELECT * FROM json_populate_record(NULL::canvas.{0}, $1::json)",
-                    schema.table
+                    "INSERT INTO {0}.{1} SELECT * FROM json_populate_record(NULL::{0}.{1}, $1::json)",
+                    schema.namespace, schema.table
                 );
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(Value::Object(flat(record)).to_string())
@@ -162,7 +168,8 @@ async fn load_rows(db: &TestDb, schema: &TableSchema, records: &[Value]) {
                 .collect();
             let marks = vec!["?"; names.len()].join(", ");
             let sql = format!(
-                "INSERT INTO canvas__{} ({}) VALUES ({marks})",
+                "INSERT INTO {}__{} ({}) VALUES ({marks})",
+                schema.namespace,
                 schema.table,
                 names.join(", ")
             );
@@ -170,6 +177,20 @@ async fn load_rows(db: &TestDb, schema: &TableSchema, records: &[Value]) {
                 let row = flat(record);
                 let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
                 for c in &schema.columns {
+                    let value = row.get(&c.name).and_then(Value::as_str);
+                    match c.ty {
+                        // binary(16), as the official client packs them.
+                        ColumnType::Uuid => {
+                            let bytes = value.map(|v| uuid_bytes(v).to_vec());
+                            query = query.bind(bytes);
+                            continue;
+                        }
+                        ColumnType::IpAddress => {
+                            query = query.bind(value.map(|v| official_ip_bytes(v).to_vec()));
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let text =
                         row.get(&c.name)
                             .filter(|v| !v.is_null())
@@ -185,6 +206,21 @@ async fn load_rows(db: &TestDb, schema: &TableSchema, records: &[Value]) {
             }
         }
     }
+}
+
+fn uuid_bytes(text: &str) -> [u8; 16] {
+    *uuid::Uuid::parse_str(text).unwrap().as_bytes()
+}
+
+/// An address as the official client writes it into MySQL's `binary(16)` (SPEC section 5),
+/// written out independently of dapsync's own packing.
+fn official_ip_bytes(text: &str) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    match text.parse::<std::net::IpAddr>().unwrap() {
+        std::net::IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
+        std::net::IpAddr::V6(v6) => bytes = v6.octets(),
+    }
+    bytes
 }
 
 /// Truncates every timestamp of a canonical row to whole seconds (MySQL's `datetime`).
@@ -541,5 +577,103 @@ async fn a_control_row_that_mysql_rounded_up_loses_no_changes() {
             .collect()
     };
     assert_eq!(whole(actual), whole(expected));
+    engine.db().close().await;
+}
+
+/// The rows of a `canvas_logs.web_logs` replica on MySQL, the canonical way, with timestamps in
+/// whole seconds (the official layout keeps them so).
+async fn web_logs_rows(
+    engine: &dapsync::sync::Engine,
+    fake: &dapsync::fake::FakeDap,
+    schema: &TableSchema,
+) -> (Vec<Value>, Vec<Value>) {
+    let whole = |rows: Vec<Value>| -> Vec<Value> {
+        let mut rows: Vec<Value> = rows.into_iter().map(|r| whole_seconds(schema, r)).collect();
+        rows.sort_by_key(|r| r["key"]["id"].as_str().map(str::to_owned));
+        rows
+    };
+    let actual = support::dump(engine, fake, "canvas_logs", "web_logs").await;
+    let expected = fake
+        .current_rows("canvas_logs", "web_logs")
+        .iter()
+        .map(|r| dapsync::db::canonical_record(schema, r))
+        .collect();
+    (whole(actual), whole(expected))
+}
+
+#[tokio::test]
+async fn addresses_are_packed_as_the_official_client_packs_them_on_mysql() {
+    let fake = support::fake(&[("canvas_logs", "web_logs", 40)]).await;
+    let schema = support::schema(&fake, "canvas_logs", "web_logs");
+    let addresses: Vec<String> = fake
+        .current_rows("canvas_logs", "web_logs")
+        .iter()
+        .filter_map(|r| r["value"]["remote_ip"].as_str().map(str::to_owned))
+        .collect();
+    assert!(addresses.iter().any(|a| a.contains('.')) && addresses.iter().any(|a| a.contains(':')));
+
+    // The official client's database, continued by dapsync.
+    let db = TestDb::new(Dialect::Mysql).await;
+    let at = fake.latest_commit("canvas_logs", "web_logs");
+    let rows = fake.current_rows("canvas_logs", "web_logs");
+    official_initdb(&db, &schema, &rows, &seconds(&at.to_rfc3339())).await;
+    fake.advance(
+        "canvas_logs",
+        "web_logs",
+        Changes {
+            inserts: 10,
+            ..Changes::default()
+        },
+    );
+    let engine = support::engine(&fake, &db).await;
+    let runs = engine
+        .sync_table("canvas_logs", "web_logs", Mode::Sync)
+        .await
+        .unwrap();
+    assert_eq!(runs[0].kind, RunKind::Incremental);
+    let (actual, expected) = web_logs_rows(&engine, &fake, &schema).await;
+    assert_eq!(actual, expected);
+    engine.db().close().await;
+
+    // dapsync's own table, in the official client's types and packing.
+    let db = TestDb::new(Dialect::Mysql).await;
+    let engine = support::engine(&fake, &db).await;
+    engine
+        .sync_table("canvas_logs", "web_logs", Mode::Sync)
+        .await
+        .unwrap();
+    let mut conn = MySqlConnection::connect(db.url.expose()).await.unwrap();
+    let column_type: (String,) = sqlx::query_as(
+        "SELECT CAST(column_type AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'canvas_logs__web_logs' AND column_name = 'remote_ip'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(column_type.0, "binary(16)");
+    let stored: Vec<(Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT id, remote_ip FROM canvas_logs__web_logs")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut stored: Vec<([u8; 16], [u8; 16])> = stored
+        .into_iter()
+        .map(|(id, ip)| (id.try_into().unwrap(), ip.try_into().unwrap()))
+        .collect();
+    stored.sort();
+    let mut expected: Vec<([u8; 16], [u8; 16])> = fake
+        .current_rows("canvas_logs", "web_logs")
+        .iter()
+        .map(|r| {
+            (
+                uuid_bytes(r["key"]["id"].as_str().unwrap()),
+                official_ip_bytes(r["value"]["remote_ip"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    let (actual, expected) = web_logs_rows(&engine, &fake, &schema).await;
+    assert_eq!(actual, expected);
     engine.db().close().await;
 }

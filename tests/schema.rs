@@ -85,7 +85,8 @@ fn edge_schema() -> Value {
     })
 }
 
-/// A fake serving every fixture table and the edge-case table (`canvas.edge_cases`).
+/// A fake serving every fixture table and the edge-case tables (`canvas.edge_cases`,
+/// `canvas.text_keys`).
 async fn every_table() -> FakeDap {
     let mut tables: Vec<FakeTable> = fixture_tables()
         .map(|(ns, t)| FakeTable::new(ns, t, FIXTURE_ROWS))
@@ -93,6 +94,13 @@ async fn every_table() -> FakeDap {
     tables.push(FakeTable {
         schema: Some(edge_schema()),
         ..FakeTable::new("canvas", "edge_cases", EDGE_ROWS)
+    });
+    // A key of strings without `maxLength`: MySQL cannot make a text type its primary key.
+    let mut text_keys = edge_schema();
+    props(&mut text_keys, "key")["id"] = json!({"type": "string"});
+    tables.push(FakeTable {
+        schema: Some(text_keys),
+        ..FakeTable::new("canvas", "text_keys", EDGE_ROWS)
     });
     fake_of(tables).await
 }
@@ -145,6 +153,7 @@ async fn every_table_round_trips(dialect: Dialect, concurrency: usize) {
     let engine = support::engine(&fake, &db).await;
     let mut tables: Vec<(&str, &str)> = fixture_tables().collect();
     tables.push(("canvas", "edge_cases"));
+    tables.push(("canvas", "text_keys"));
 
     sync_all(&engine, &fake, &tables, concurrency, RunKind::Snapshot).await;
     let mut seen = BTreeSet::new();

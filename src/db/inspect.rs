@@ -44,10 +44,12 @@ pub(crate) fn columns_query(names: &TableNames) -> (String, Vec<Arg>) {
 pub(crate) const COLUMN_KINDS: [Kind; 3] = [Kind::Text, Kind::Text, Kind::Text];
 
 fn live_column(row: &[super::query::Val]) -> Option<LiveColumn> {
+    let column_type = row[2].text().unwrap_or_default();
     Some(LiveColumn {
         name: row[0].text()?,
         nullable: row[1].text().is_some_and(|n| n == "YES"),
-        enum_values: LiveColumn::mysql_enum_values(&row[2].text().unwrap_or_default()),
+        enum_values: LiveColumn::mysql_enum_values(&column_type),
+        binary: column_type.starts_with("binary") || column_type.starts_with("varbinary"),
     })
 }
 
@@ -90,12 +92,23 @@ impl Db {
     /// IP addresses in their standard notation, JSON columns as JSON.
     pub async fn dump_rows(&self, plan: &TablePlan) -> Result<Vec<Value>, DbError> {
         let d = self.dialect();
+        let live = self.live_columns(&plan.live).await?;
+        let binary = |physical: &str| live.iter().any(|l| l.name == physical && l.binary);
         let columns: Vec<String> = plan
             .schema
             .columns
             .iter()
             .zip(&plan.columns.names)
-            .map(|(column, physical)| select_expression(d, &column.ty, &d.quote_ident(physical)))
+            .map(|(column, physical)| {
+                let quoted = d.quote_ident(physical);
+                match column.ty {
+                    // Packed addresses (see `pack_ip`) as `0x` and their hex digits.
+                    ColumnType::IpAddress if binary(physical) => {
+                        format!("CONCAT('0x', HEX({quoted}))")
+                    }
+                    _ => select_expression(d, &column.ty, &quoted),
+                }
+            })
             .collect();
         let key: Vec<String> = plan
             .columns
@@ -281,6 +294,18 @@ pub fn canonical(ty: &ColumnType, value: Value) -> Value {
                 .map(|u| u.hyphenated().to_string())
                 .unwrap_or(s),
         ),
+        (ColumnType::IpAddress, Value::String(s)) if s.starts_with("0x") => {
+            let packed: Option<[u8; 16]> = (0..16)
+                .map(|i| u8::from_str_radix(s.get(2 + 2 * i..4 + 2 * i)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+                .and_then(|bytes| bytes.try_into().ok());
+            match packed {
+                Some(bytes) if s.len() == 34 => {
+                    Value::String(super::value::unpack_ip(&bytes).to_string())
+                }
+                _ => Value::String(s),
+            }
+        }
         (ColumnType::IpAddress, Value::String(s)) => {
             let address = s.split('/').next().unwrap_or(&s);
             Value::String(

@@ -1182,6 +1182,7 @@ fn bind_mysql(args: &mut MySqlArguments, cell: Cell) -> BindResult {
         Cell::Timestamp(ts) => args.add(ts),
         Cell::Date(d) => args.add(d),
         Cell::Uuid(u) => args.add(u.as_bytes().to_vec()),
+        Cell::PackedIp(bytes) => args.add(bytes.to_vec()),
         Cell::Array(_) => Err("arrays are stored as JSON on MySQL".into()),
     }
 }
@@ -1193,7 +1194,7 @@ fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
         Cell::Float(f) => args.add(f),
         Cell::Bool(b) => args.add(i64::from(b)),
         Cell::Text(t) | Cell::Json(t) => args.add(t),
-        other @ (Cell::Timestamp(_) | Cell::Date(_) | Cell::Uuid(_)) => {
+        other @ (Cell::Timestamp(_) | Cell::Date(_) | Cell::Uuid(_) | Cell::PackedIp(_)) => {
             args.add(other.sqlite_text())
         }
         Cell::Array(_) => Err("arrays are stored as JSON on SQLite".into()),

@@ -30,7 +30,7 @@ pub use load::{
 };
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan};
-pub use value::{Cell, ColumnCodec, Token, write_copy_row};
+pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
 use crate::config::DatabaseUrl;
 use crate::sql::{DdlOptions, Dialect, Statement};

@@ -2,7 +2,7 @@
 //! record becomes a row of cells.
 
 use super::value::{Cell, ColumnCodec};
-use crate::schema::{ColumnType, TableSchema};
+use crate::schema::{Column, ColumnType, TableSchema};
 use crate::sql::{Dialect, LiveColumn, LoadColumns, TableNames};
 
 /// One row of cells in [`TablePlan::columns`] order (for deletes: the key cells only).
@@ -38,7 +38,7 @@ impl TablePlan {
         let codecs = schema
             .columns
             .iter()
-            .map(|c| ColumnCodec::new(c.ty.clone(), c.nullable, dialect))
+            .map(|c| codec(dialect, &schema, c.ty.clone(), c))
             .collect();
         Self {
             schema,
@@ -99,7 +99,13 @@ impl TablePlan {
                     }
                     ty => ty.clone(),
                 };
-                ColumnCodec::new(ty, nullable, dialect)
+                let codec = codec(dialect, &self.schema, ty, column).nullable(nullable);
+                match live_column {
+                    Some(live) if column.ty == ColumnType::IpAddress && !live.binary => {
+                        codec.with_text_ip()
+                    }
+                    _ => codec,
+                }
             })
             .collect();
         let known: Vec<String> = self
@@ -145,5 +151,53 @@ impl TablePlan {
             cell.key_text(&mut out);
         }
         out
+    }
+}
+
+/// The codec of `column` of `schema` in `dialect`, converting values to `ty` (the column's type,
+/// or one the live table widens it to).
+fn codec(dialect: Dialect, schema: &TableSchema, ty: ColumnType, column: &Column) -> ColumnCodec {
+    let key_limit = column
+        .key
+        .then(|| dialect.key_text_limit(schema, &column.name))
+        .flatten();
+    ColumnCodec::new(ty, column.nullable, dialect).with_key_limit(key_limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Token;
+    use crate::schema::fixtures::{column, table, text};
+
+    #[test]
+    fn a_string_key_longer_than_mysql_can_index_is_refused_with_that_reason() {
+        let mut schema = table(vec![]);
+        schema.columns[0] = Column {
+            key: true,
+            ..column("id", text(None, false), false)
+        };
+        let fits = "k".repeat(768);
+        let long = "k".repeat(769);
+        let mysql = TablePlan::new(Dialect::Mysql, schema.clone());
+        let id = &mysql.codecs()[0];
+        assert_eq!(
+            id.convert_token(Token::Str(fits.as_str().into())),
+            Ok(Cell::Text(fits.clone()))
+        );
+        let error = id
+            .convert_token(Token::Str(long.as_str().into()))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "is a key of 769 characters, longer than the 768 this database can index in a primary key"
+        );
+        // The other databases index text keys of any length.
+        let postgres = TablePlan::new(Dialect::Postgres, schema);
+        assert!(
+            postgres.codecs()[0]
+                .convert_token(Token::Str(long.as_str().into()))
+                .is_ok()
+        );
     }
 }

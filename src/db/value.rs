@@ -30,6 +30,9 @@ pub enum Cell {
     Uuid(uuid::Uuid),
     /// Serialized JSON: objects, arrays stored as JSON.
     Json(String),
+    /// An IP address packed as the official client stores it in MySQL's `binary(16)`: IPv4 in
+    /// the first 4 bytes and zeros after, IPv6 as its 16 bytes (see [`pack_ip`]).
+    PackedIp([u8; 16]),
     /// PostgreSQL arrays of scalars.
     Array(Vec<Cell>),
 }
@@ -42,6 +45,10 @@ pub struct ColumnCodec {
     dialect: Dialect,
     /// Allowed values of a string enum, for a fast membership check.
     enum_values: Option<HashSet<String>>,
+    /// MySQL: IP addresses go into a `binary(16)` column, packed (see [`pack_ip`]).
+    packed_ip: bool,
+    /// A key column whose strings the database can index only up to this many characters.
+    key_limit: Option<u32>,
 }
 
 impl ColumnCodec {
@@ -51,12 +58,35 @@ impl ColumnCodec {
             ColumnType::Enum { values } => Some(values.iter().cloned().collect()),
             _ => None,
         };
+        let packed_ip = dialect == Dialect::Mysql && ty == ColumnType::IpAddress;
         Self {
             ty,
             nullable,
             dialect,
             enum_values,
+            packed_ip,
+            key_limit: None,
         }
+    }
+
+    /// The same codec, taking NULL or not as `nullable` says.
+    pub fn nullable(mut self, nullable: bool) -> Self {
+        self.nullable = nullable;
+        self
+    }
+
+    /// The codec for a key column the database can index only up to `chars` characters (see
+    /// `Dialect::key_text_limit`): longer keys are refused with that reason.
+    pub fn with_key_limit(mut self, chars: Option<u32>) -> Self {
+        self.key_limit = chars;
+        self
+    }
+
+    /// The codec for a column that stores IP addresses as text after all: a MySQL table that
+    /// dapsync created before it used the official client's `binary(16)`.
+    pub fn with_text_ip(mut self) -> Self {
+        self.packed_ip = false;
+        self
     }
 
     /// Whether the column holds JSON text (objects, arrays): its values are converted from
@@ -72,7 +102,27 @@ impl ColumnCodec {
         match token {
             Token::Null if self.nullable => Ok(Cell::Null),
             Token::Null => Err("is missing but the column is NOT NULL".into()),
-            token => convert(&self.ty, token, self.dialect, self.enum_values.as_ref()),
+            Token::Str(text)
+                if self.key_limit.is_some_and(|max| {
+                    text.len() > max as usize && text.chars().count() > max as usize
+                }) =>
+            {
+                Err(format!(
+                    "is a key of {} characters, longer than the {} this database can index in a primary key",
+                    text.chars().count(),
+                    self.key_limit.unwrap_or_default()
+                ))
+            }
+            token => {
+                let cell = convert(&self.ty, token, self.dialect, self.enum_values.as_ref())?;
+                Ok(match cell {
+                    Cell::Text(text) if self.packed_ip => match text.parse::<IpAddr>() {
+                        Ok(ip) => Cell::PackedIp(pack_ip(ip)),
+                        Err(_) => Cell::Text(text),
+                    },
+                    cell => cell,
+                })
+            }
         }
     }
 
@@ -423,6 +473,9 @@ fn write_plain(cell: &Cell, out: &mut String) {
         Cell::Uuid(u) => {
             let _ = write!(out, "{}", u.hyphenated());
         }
+        Cell::PackedIp(bytes) => {
+            let _ = write!(out, "{}", unpack_ip(bytes));
+        }
         Cell::Null | Cell::Text(_) | Cell::Json(_) | Cell::Array(_) => {
             unreachable!("escaped by the caller")
         }
@@ -477,13 +530,36 @@ fn copy_escape(text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// An IP address as the official client stores it in MySQL's `binary(16)`: an IPv4 address in
+/// the first 4 bytes and zeros after, an IPv6 address as its 16 bytes.
+pub fn pack_ip(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address [`pack_ip`] packed. Twelve zero bytes after the first four read as IPv4, as the
+/// official client reads them (no IPv6 address in use ends so: `a:b::` with `a`, `b` chosen so).
+pub fn unpack_ip(bytes: &[u8; 16]) -> IpAddr {
+    if bytes[4..].iter().all(|&b| b == 0) {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
 impl Cell {
     /// The cell as SQLite stores it: timestamps, dates and uuids as text.
     pub fn sqlite_text(&self) -> Option<String> {
         let mut out = String::new();
         match self {
             Cell::Timestamp(ts) => format_timestamp(ts, &mut out),
-            Cell::Date(_) | Cell::Uuid(_) => write_plain(self, &mut out),
+            Cell::Date(_) | Cell::Uuid(_) | Cell::PackedIp(_) => write_plain(self, &mut out),
             _ => return None,
         }
         Some(out)

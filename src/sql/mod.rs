@@ -94,6 +94,9 @@ pub struct LiveColumn {
     /// A label removed upstream stays allowed, but the next schema no longer lists it; without
     /// these labels, a later MySQL `MODIFY COLUMN` would drop it and fail on the rows that hold it.
     pub enum_values: Vec<String>,
+    /// Whether the column stores bytes: MySQL `binary`/`varbinary` (IP addresses as the
+    /// official client packs them, where a table dapsync created earlier has `varchar(45)`).
+    pub binary: bool,
 }
 
 impl LiveColumn {
@@ -105,6 +108,18 @@ impl LiveColumn {
 }
 
 impl Dialect {
+    /// The longest string a key column of `schema` may hold in this database, where the
+    /// database's index limit is shorter than the schema allows (MySQL: a key of strings without
+    /// `maxLength`); `None` where the schema's own limit holds.
+    pub fn key_text_limit(self, schema: &TableSchema, column: &str) -> Option<u32> {
+        match self {
+            Dialect::Mysql => mysql::key_text_limits(schema)
+                .into_iter()
+                .find_map(|(name, chars)| (name == column).then_some(chars)),
+            Dialect::Postgres | Dialect::Sqlite => None,
+        }
+    }
+
     /// Quotes an identifier so that no character can end the quotes: PostgreSQL and SQLite
     /// `"..."` with `"` doubled, MySQL `` `...` `` with `` ` `` doubled. NUL characters, which no
     /// database accepts in a name, are removed.
@@ -453,6 +468,7 @@ pub(crate) mod tests {
                 name: name.to_string(),
                 nullable: *nullable,
                 enum_values: Vec::new(),
+                binary: false,
             })
             .collect()
     }

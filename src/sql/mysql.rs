@@ -17,6 +17,8 @@ const MAX_ROW_BYTES: usize = 65_535;
 const MAX_COLUMN_COMMENT: usize = 1024;
 /// The longest table comment (characters).
 const MAX_TABLE_COMMENT: usize = 2048;
+/// InnoDB's limit on an index key (row formats DYNAMIC and COMPRESSED, the default), in bytes.
+const MAX_KEY_BYTES: u32 = 3072;
 pub(super) fn column_type(ty: &ColumnType) -> String {
     use ColumnType::*;
     match ty {
@@ -39,7 +41,8 @@ pub(super) fn column_type(ty: &ColumnType) -> String {
         Enum { values } => enum_type(values),
         IntEnum { values } if fits_int(values) => "int".into(),
         IntEnum { .. } => "bigint".into(),
-        IpAddress => "varchar(45)".into(),
+        // Packed as the official client packs them (see `db::pack_ip`).
+        IpAddress => "binary(16)".into(),
         Array { .. } | Json => "json".into(),
     }
 }
@@ -103,8 +106,7 @@ fn row_bytes(ty: &ColumnType, as_text: bool) -> usize {
         Date => 3,
         Int | IntEnum { .. } => 4,
         BigInt | Double | Timestamp => 8,
-        Uuid => 16,
-        IpAddress => varchar(45),
+        Uuid | IpAddress => 16,
         Text {
             max_length: Some(n),
             truncatable,
@@ -170,8 +172,66 @@ fn comment_literal(comment: &str, max_chars: usize) -> String {
     super::Dialect::Mysql.quote_literal(&comment[..end])
 }
 
+/// The longest string each key column may hold so that the primary key fits InnoDB's index
+/// limit, for the key's string columns whose `maxLength` (or the lack of one) would not fit: a
+/// text type cannot be a primary key, and a key wider than [`MAX_KEY_BYTES`] is refused. The
+/// room left by the key's other columns is shared out, shorter strings keeping their length.
+pub(super) fn key_text_limits(schema: &TableSchema) -> Vec<(&str, u32)> {
+    let keys = schema.columns.iter().filter(|c| c.key);
+    let (texts, others): (Vec<&Column>, Vec<&Column>) =
+        keys.partition(|c| matches!(c.ty, ColumnType::Text { .. }));
+    let fixed: u32 = others.iter().map(|c| key_bytes(&c.ty)).sum();
+    let mut room = MAX_KEY_BYTES.saturating_sub(fixed) / 4;
+    let wanted = |c: &Column| match c.ty {
+        ColumnType::Text {
+            max_length: Some(n),
+            truncatable,
+        } => varchar_len(n, truncatable),
+        _ => u32::MAX,
+    };
+    let fits = texts
+        .iter()
+        .try_fold(0u32, |sum, c| sum.checked_add(wanted(c)))
+        .is_some_and(|chars| chars <= room);
+    if fits {
+        return Vec::new();
+    }
+    let mut texts = texts;
+    texts.sort_by_key(|c| wanted(c));
+    let mut limits = Vec::new();
+    for (i, column) in texts.iter().enumerate() {
+        let share = room / (texts.len() - i) as u32;
+        let chars = wanted(column).min(share);
+        room -= chars;
+        if chars < wanted(column) {
+            limits.push((column.name.as_str(), chars));
+        }
+    }
+    limits
+}
+
+/// Bytes a key column of a type other than text takes in an index.
+fn key_bytes(ty: &ColumnType) -> u32 {
+    row_bytes(ty, false) as u32
+}
+
 pub(super) fn create_table(schema: &TableSchema, names: &TableNames) -> Vec<Statement> {
-    let columns: Vec<&Column> = schema.columns.iter().collect();
+    let limits = key_text_limits(schema);
+    let limited: Vec<Column> = schema
+        .columns
+        .iter()
+        .map(|c| match limits.iter().find(|(name, _)| *name == c.name) {
+            Some(&(_, chars)) => Column {
+                ty: ColumnType::Text {
+                    max_length: Some(chars),
+                    truncatable: false,
+                },
+                ..c.clone()
+            },
+            None => c.clone(),
+        })
+        .collect();
+    let columns: Vec<&Column> = limited.iter().collect();
     let moved = moved_to_text(&columns, &HashSet::new(), |_| true);
     let definitions: Vec<String> = columns
         .iter()
@@ -290,6 +350,56 @@ mod tests {
 
     const MY: Dialect = Dialect::Mysql;
 
+    /// A table keyed by `keys` (name, type), with one value column.
+    fn keyed_by(keys: &[(&str, ColumnType)]) -> TableSchema {
+        let mut schema = table(vec![column("v", ColumnType::Int, true)]);
+        schema.columns.remove(0);
+        for (i, (name, ty)) in keys.iter().enumerate() {
+            let mut key = column(name, ty.clone(), false);
+            key.key = true;
+            schema.columns.insert(i, key);
+        }
+        schema.primary_key = keys.iter().map(|(name, _)| name.to_string()).collect();
+        schema
+    }
+
+    #[test]
+    fn string_keys_fit_the_index_limit() {
+        use ColumnType::*;
+        type Keys<'a> = &'a [(&'a str, ColumnType)];
+        let cases: [(Keys, &[(&str, u32)]); 6] = [
+            (&[("id", BigInt)], &[]),
+            (&[("id", text(Some(255), false))], &[]),
+            (&[("id", text(Some(768), false))], &[]),
+            (&[("id", text(None, false))], &[("id", 768)]),
+            (&[("id", text(Some(1000), false))], &[("id", 768)]),
+            // The other key columns take their bytes first; short strings keep their length.
+            (
+                &[
+                    ("a", BigInt),
+                    ("b", text(None, false)),
+                    ("c", text(Some(100), false)),
+                    ("d", text(None, false)),
+                ],
+                &[("b", 333), ("d", 333)],
+            ),
+        ];
+        for (keys, expected) in cases {
+            let schema = keyed_by(keys);
+            let mut limits = key_text_limits(&schema);
+            limits.sort();
+            assert_eq!(limits, expected, "{keys:?}");
+            let ddl = sql(create_table(&schema, &TableNames::live(MY, "ns", "t"))).join("\n");
+            for (name, chars) in expected {
+                assert!(
+                    ddl.contains(&format!("`{name}` varchar({chars}) NOT NULL")),
+                    "{ddl}"
+                );
+            }
+            assert!(!ddl.contains("text NOT NULL"), "{ddl}");
+        }
+    }
+
     #[test]
     fn type_mapping() {
         use ColumnType::*;
@@ -334,7 +444,7 @@ mod tests {
                 },
                 "bigint",
             ),
-            (IpAddress, "varchar(45)"),
+            (IpAddress, "binary(16)"),
             (
                 Array {
                     item: Box::new(Int),
