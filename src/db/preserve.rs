@@ -585,27 +585,33 @@ async fn run_group(tx: &mut Tx, group: &[&Statement]) -> Result<(), (sqlx::Error
 }
 
 /// Runs restoring statements under one savepoint. `Ok(Err(message))`: one failed, they were
-/// undone, and the transaction goes on.
+/// undone, and the transaction goes on. A failure that may pass on its own (a deadlock, a
+/// lock timeout, a lost connection) is an error instead: the whole swap is tried again later
+/// rather than the object lost.
 async fn attempt(tx: &mut Tx, statements: &[&str]) -> Result<Result<(), String>, DbError> {
     savepoint(tx, "SAVEPOINT").await?;
-    let mut result = Ok(());
+    let mut failed = None;
     for sql in statements {
-        result = tx.execute_raw(sql).await;
-        if result.is_err() {
+        if let Err(source) = tx.execute_raw(sql).await {
+            failed = Some((source, *sql));
             break;
         }
     }
-    match result {
-        Ok(()) => {
-            savepoint(tx, "RELEASE SAVEPOINT").await?;
-            Ok(Ok(()))
-        }
-        Err(e) => {
-            savepoint(tx, "ROLLBACK TO SAVEPOINT").await?;
-            savepoint(tx, "RELEASE SAVEPOINT").await?;
-            Ok(Err(db_message(&e)))
-        }
+    let Some((source, sql)) = failed else {
+        savepoint(tx, "RELEASE SAVEPOINT").await?;
+        return Ok(Ok(()));
+    };
+    let message = db_message(&source);
+    let error = DbError::Sql {
+        context: format!("recreating a user's object: {}", super::first_line(sql)),
+        source,
+    };
+    if error.is_transient() {
+        return Err(error);
     }
+    savepoint(tx, "ROLLBACK TO SAVEPOINT").await?;
+    savepoint(tx, "RELEASE SAVEPOINT").await?;
+    Ok(Err(message))
 }
 
 async fn savepoint(tx: &mut Tx, command: &str) -> Result<(), DbError> {
