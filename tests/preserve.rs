@@ -128,7 +128,8 @@ fn user_objects(dialect: Dialect, table: &str, role: &str) -> String {
              GRANT USAGE ON SCHEMA {NS} TO {role};
              CREATE VIEW public.course_names AS
                  SELECT id, name, workflow_state FROM {t} WHERE workflow_state <> 'deleted';
-             CREATE VIEW public.course_count AS SELECT count(*) AS n FROM public.course_names;
+             CREATE VIEW public.course_count WITH (security_barrier)
+                 AS SELECT count(*) AS n FROM public.course_names;
              CREATE MATERIALIZED VIEW public.course_states AS
                  SELECT workflow_state, count(*) AS n FROM {t} GROUP BY workflow_state;
              CREATE INDEX course_states_ix ON public.course_states (workflow_state);
@@ -220,6 +221,7 @@ async fn assert_kept(
                     "(SELECT viewowner FROM pg_views WHERE viewname = 'course_names') = '{role}'"
                 ),
                 "(SELECT count(*) FROM pg_indexes WHERE indexname = 'course_states_ix') = 1".into(),
+                "(SELECT reloptions FROM pg_class WHERE relname = 'course_count')::text = '{security_barrier=true}'".into(),
                 format!("obj_description('{t}'::regclass, 'pg_class') = 'Courses, for reporting'"),
                 format!(
                     "col_description('{t}'::regclass, (SELECT attnum FROM pg_attribute \
