@@ -718,7 +718,6 @@ async fn pg_capture(
     objects: &mut UserObjects,
     old: Option<&TableSchema>,
 ) -> Result<(), DbError> {
-    let d = Dialect::Postgres;
     let context = || DbError::sql("reading the user's objects on the table");
     let table = objects.table.clone();
     let found = tx
@@ -789,143 +788,168 @@ async fn pg_capture(
     )
     .await?;
 
-    let qualified = table.qualified();
-    // Grants on the table, then the user's comments on it and its columns.
-    for grant in pg_grants(&grants, table_oid, &qualified) {
-        objects.table_extras.push(grant);
-    }
-    let generated = |column: Option<&str>| -> Option<String> {
-        let old = old?;
-        match column {
-            None => old.comment.clone(),
-            Some(physical) => old
-                .columns
-                .iter()
-                .find(|c| table.column(&c.name) == physical)
-                .and_then(|c| c.comment.clone()),
-        }
+    let catalog = PgCatalog {
+        grants,
+        column_comments,
+        indexes,
     };
-    if let Some(comment) = comment.filter(|c| Some(c) != generated(None).as_ref()) {
-        objects.table_extras.push(Restore {
-            object: format!("comment on table {qualified}"),
-            columns: Vec::new(),
-            check: None,
-            statements: vec![format!(
-                "COMMENT ON TABLE {qualified} IS {}",
-                d.quote_literal(&comment)
-            )],
-        });
-    }
-    for row in column_comments.iter().filter(|r| r[0].int() == table_oid) {
-        let (Some(column), Some(comment)) = (row[1].text(), row[2].text()) else {
-            continue;
-        };
-        if Some(&comment) == generated(Some(&column)).as_ref() {
-            continue;
-        }
-        let quoted = d.quote_ident(&column);
-        objects.table_extras.push(Restore {
-            object: format!("comment on column {qualified}.{quoted}"),
-            columns: vec![column],
-            check: None,
-            statements: vec![format!(
-                "COMMENT ON COLUMN {qualified}.{quoted} IS {}",
-                d.quote_literal(&comment)
-            )],
-        });
-    }
-    // An index lives in the schema of its table or materialized view.
-    let parse_index = |row: &[Val], schema: Option<&str>| -> Option<Index> {
-        let name = row[1].text()?;
-        Some(Index {
-            comment: row[3].text().map(|c| {
-                format!(
-                    "COMMENT ON INDEX {} IS {}",
-                    qualify(schema, &name),
-                    d.quote_literal(&c)
-                )
-            }),
-            create: row[2].text()?,
-            columns: serde_json::from_str(&row[4].text().unwrap_or_default()).unwrap_or_default(),
-            name,
-        })
-    };
-    objects.indexes = indexes
+    objects.table_extras = catalog.table_extras(&table, table_oid, comment, old);
+    objects.indexes = catalog
+        .indexes
         .iter()
         .filter(|r| r[0].int() == table_oid)
-        .filter_map(|r| parse_index(r, table.schema.as_deref()))
+        .filter_map(|r| pg_index(r, table.schema.as_deref()))
         .collect();
+    objects.views = views.iter().filter_map(|r| catalog.view(r)).collect();
+    Ok(())
+}
 
-    for row in &views {
-        let (Some(view_oid), Some(schema), Some(name), Some(kind), Some(definition)) = (
-            row[0].int(),
-            row[1].text(),
-            row[2].text(),
-            row[3].text(),
-            row[4].text(),
-        ) else {
-            continue;
+/// What [`pg_capture`] read of the table and its dependent views, by relation oid (the first
+/// column of each row).
+#[derive(Debug)]
+struct PgCatalog {
+    /// oid, grantee (NULL for PUBLIC), privilege, grantable.
+    grants: Vec<Vec<Val>>,
+    /// oid, column, comment.
+    column_comments: Vec<Vec<Val>>,
+    /// oid, name, definition, comment, columns (a JSON array).
+    indexes: Vec<Vec<Val>>,
+}
+
+impl PgCatalog {
+    /// Grants on the table to other roles, then the user's comments on it and its columns:
+    /// those that differ from what dapsync wrote for `old` (all of them when `old` is unknown).
+    fn table_extras(
+        &self,
+        table: &TableNames,
+        oid: Option<i64>,
+        comment: Option<String>,
+        old: Option<&TableSchema>,
+    ) -> Vec<Restore> {
+        let d = Dialect::Postgres;
+        let qualified = table.qualified();
+        let mut out = pg_grants(&self.grants, oid, &qualified);
+        let generated = |column: Option<&str>| -> Option<String> {
+            let old = old?;
+            match column {
+                None => old.comment.clone(),
+                Some(physical) => old
+                    .columns
+                    .iter()
+                    .find(|c| table.column(&c.name) == physical)
+                    .and_then(|c| c.comment.clone()),
+            }
         };
-        let materialized = kind == "m";
+        if let Some(comment) = comment.filter(|c| Some(c) != generated(None).as_ref()) {
+            out.push(Restore {
+                object: format!("comment on table {qualified}"),
+                columns: Vec::new(),
+                check: None,
+                statements: vec![format!(
+                    "COMMENT ON TABLE {qualified} IS {}",
+                    d.quote_literal(&comment)
+                )],
+            });
+        }
+        for row in self.column_comments.iter().filter(|r| r[0].int() == oid) {
+            let (Some(column), Some(comment)) = (row[1].text(), row[2].text()) else {
+                continue;
+            };
+            if Some(&comment) == generated(Some(&column)).as_ref() {
+                continue;
+            }
+            let quoted = d.quote_ident(&column);
+            out.push(Restore {
+                object: format!("comment on column {qualified}.{quoted}"),
+                columns: vec![column],
+                check: None,
+                statements: vec![format!(
+                    "COMMENT ON COLUMN {qualified}.{quoted} IS {}",
+                    d.quote_literal(&comment)
+                )],
+            });
+        }
+        out
+    }
+
+    /// A dependent view from its row (oid, schema, name, relkind, definition, owner, options,
+    /// comment, populated), with what recreates its comments, grants, indexes and owner.
+    fn view(&self, row: &[Val]) -> Option<View> {
+        let d = Dialect::Postgres;
+        let (oid, schema) = (row[0].int(), row[1].text()?);
         let spec = PgView {
-            name: qualify(Some(&schema), &name),
-            materialized,
-            definition,
+            name: qualify(Some(&schema), &row[2].text()?),
+            materialized: row[3].text()? == "m",
+            definition: row[4].text()?,
             options: row[6].text().filter(|o| !o.is_empty()),
             populated: row[8].int() != Some(0),
         };
-        let mut restore = Restore {
-            object: format!("{} {}", spec.kind(), spec.name),
-            columns: Vec::new(),
-            check: None,
-            statements: vec![spec.create()],
-        };
+        let mut statements = vec![spec.create()];
         if let Some(comment) = row[7].text() {
-            restore.statements.push(format!(
+            statements.push(format!(
                 "COMMENT ON {} {} IS {}",
                 spec.keyword(),
                 spec.name,
                 d.quote_literal(&comment)
             ));
         }
-        for comment in column_comments
-            .iter()
-            .filter(|r| r[0].int() == Some(view_oid))
-        {
+        for comment in self.column_comments.iter().filter(|r| r[0].int() == oid) {
             let (Some(column), Some(text)) = (comment[1].text(), comment[2].text()) else {
                 continue;
             };
-            restore.statements.push(format!(
+            statements.push(format!(
                 "COMMENT ON COLUMN {}.{} IS {}",
                 spec.name,
                 d.quote_ident(&column),
                 d.quote_literal(&text)
             ));
         }
-        for grant in pg_grants(&grants, Some(view_oid), &spec.name) {
-            restore.statements.extend(grant.statements);
+        for grant in pg_grants(&self.grants, oid, &spec.name) {
+            statements.extend(grant.statements);
         }
-        for row in indexes.iter().filter(|r| r[0].int() == Some(view_oid)) {
-            if let Some(index) = parse_index(row, Some(&schema)) {
-                restore.statements.push(index.create);
-                restore.statements.extend(index.comment);
+        for index in self.indexes.iter().filter(|r| r[0].int() == oid) {
+            if let Some(index) = pg_index(index, Some(&schema)) {
+                statements.push(index.create);
+                statements.extend(index.comment);
             }
         }
         // Last: once the owner is someone else, dapsync may no longer grant or comment.
         if let Some(owner) = row[5].text() {
-            restore.statements.push(format!(
+            statements.push(format!(
                 "ALTER {} {} OWNER TO {}",
                 spec.keyword(),
                 spec.name,
                 d.quote_ident(&owner)
             ));
         }
-        objects.views.push(View {
+        Some(View {
             drop: format!("DROP {} IF EXISTS {}", spec.keyword(), spec.name),
-            restore,
-        });
+            restore: Restore {
+                object: format!("{} {}", spec.kind(), spec.name),
+                columns: Vec::new(),
+                statements,
+                check: None,
+            },
+        })
     }
-    Ok(())
+}
+
+/// An index from its row in [`PgCatalog::indexes`]; it lives in `schema`, that of its table
+/// or materialized view.
+fn pg_index(row: &[Val], schema: Option<&str>) -> Option<Index> {
+    let name = row[1].text()?;
+    Some(Index {
+        comment: row[3].text().map(|c| {
+            format!(
+                "COMMENT ON INDEX {} IS {}",
+                qualify(schema, &name),
+                Dialect::Postgres.quote_literal(&c)
+            )
+        }),
+        create: row[2].text()?,
+        columns: serde_json::from_str(&row[4].text().unwrap_or_default()).unwrap_or_default(),
+        name,
+    })
 }
 
 /// Runs `select` after [`PG_DEPENDENTS`] for the table `oid`.
