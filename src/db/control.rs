@@ -132,6 +132,9 @@ pub struct RunRecord {
     pub error_type: Option<String>,
     pub error_uuid: Option<String>,
     pub error_message: Option<String>,
+    /// User objects (views, indexes, grants, comments) the run could not keep on the new copy
+    /// of the table.
+    pub warnings: Vec<super::ObjectWarning>,
 }
 
 /// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
@@ -479,7 +482,7 @@ impl Db {
             .fetch(
                 &format!(
                     "SELECT id, namespace, table_name, kind, reason, job_id, since, until, schema_version, rows_upserted, rows_deleted, \
-                     rows_rejected, bytes, started_at, finished_at, outcome, error_type, error_uuid, error_message FROM {} {filter} \
+                     rows_rejected, bytes, started_at, finished_at, outcome, error_type, error_uuid, error_message, warnings FROM {} {filter} \
                      ORDER BY id DESC LIMIT ?",
                     d.own_table("runs")
                 ),
@@ -500,6 +503,7 @@ impl Db {
                     Kind::Int,
                     Kind::Time,
                     Kind::Time,
+                    Kind::Text,
                     Kind::Text,
                     Kind::Text,
                     Kind::Text,
@@ -530,6 +534,7 @@ impl Db {
                 error_type: r[16].text(),
                 error_uuid: r[17].text(),
                 error_message: r[18].text(),
+                warnings: super::preserve::parse_warnings(r[19].text()),
             })
             .collect())
     }

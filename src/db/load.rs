@@ -27,6 +27,7 @@ use super::control::{
     write_sync_state,
 };
 use super::plan::{Row, TablePlan};
+use super::preserve;
 use super::query::{Arg, Kind, Tx};
 use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
@@ -197,6 +198,9 @@ impl Db {
             // A retired copy left by an earlier crash would block the rename.
             let retired = format!("DROP TABLE IF EXISTS {}", plan.live.retired().qualified());
             self.execute_one(&retired, "dropping the replaced table")
+                .await?;
+            // preserve (issue 11): the user's indexes onto the staging copy before the rename.
+            self.copy_user_indexes(&plan.live, &plan.staging, pending.run_id)
                 .await?;
             let live_exists = self.table_exists(&plan.live).await?;
             let statements = Dialect::Mysql.swap_in(
@@ -555,6 +559,14 @@ impl Writer {
         let plan = &self.plan;
         let dialect = tx.dialect();
         let live_exists = !table_columns_tx(tx, &plan.live).await?.is_empty();
+        // preserve (issue 11): read the user's objects on the live table, drop its views.
+        let kept = preserve::before_swap(
+            tx,
+            &plan.live,
+            &plan.staging,
+            commit.replaced_schema.as_ref(),
+        )
+        .await?;
         let statements = dialect.swap_in(
             commit.replaced_schema.as_ref(),
             &plan.schema,
@@ -568,7 +580,8 @@ impl Writer {
                 .await
                 .map_err(self.tx_err("swapping the snapshot in"))?;
         }
-        Ok(())
+        // preserve (issue 11): recreate them on the new copy; warnings go to the run's row.
+        preserve::after_swap(tx, kept, self.run_id).await
     }
 
     /// Counts the rows, advances the sync state and records the run, then commits.

@@ -12,21 +12,42 @@ struct Migration {
     sql: &'static str,
 }
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "control_tables",
-    sql: include_str!("../../migrations/postgres/0001_control_tables.sql"),
-}];
-const MYSQL: &[Migration] = &[Migration {
-    version: 1,
-    name: "control_tables",
-    sql: include_str!("../../migrations/mysql/0001_control_tables.sql"),
-}];
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "control_tables",
-    sql: include_str!("../../migrations/sqlite/0001_control_tables.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "control_tables",
+        sql: include_str!("../../migrations/postgres/0001_control_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_warnings",
+        sql: include_str!("../../migrations/postgres/0002_run_warnings.sql"),
+    },
+];
+const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "control_tables",
+        sql: include_str!("../../migrations/mysql/0001_control_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_warnings",
+        sql: include_str!("../../migrations/mysql/0002_run_warnings.sql"),
+    },
+];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "control_tables",
+        sql: include_str!("../../migrations/sqlite/0001_control_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_warnings",
+        sql: include_str!("../../migrations/sqlite/0002_run_warnings.sql"),
+    },
+];
 
 /// A constant key for PostgreSQL's advisory lock ("dapsync" in ASCII).
 const PG_LOCK_KEY: i64 = 0x64_61_70_73_79_6e_63;

@@ -8,6 +8,7 @@ mod load;
 mod lock;
 mod migrate;
 mod plan;
+mod preserve;
 mod query;
 mod value;
 
@@ -30,6 +31,7 @@ pub use load::{
 };
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan};
+pub use preserve::ObjectWarning;
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
 use crate::config::DatabaseUrl;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::CronSchedule;
 use crate::dap::DapClient;
-use crate::db::{RunKind, RunOutcome, TableStatus};
+use crate::db::{ObjectWarning, RunKind, RunOutcome, TableStatus};
 use crate::sync::{RunReport, SyncError};
 
 use metrics::TableCounters;
@@ -143,6 +143,9 @@ pub struct LastRun {
     pub duration_seconds: f64,
     pub upserted: i64,
     pub deleted: i64,
+    /// User objects on the table that the run could not keep on the new copy (a view that
+    /// could not be recreated, an index whose column is gone, ...): the run still succeeded.
+    pub warnings: Vec<ObjectWarning>,
 }
 
 /// One table in `/status`.
@@ -438,6 +441,7 @@ impl Status {
                     duration_seconds: duration.as_secs_f64(),
                     upserted: reports.iter().map(|r| r.stats.upserted).sum(),
                     deleted: reports.iter().map(|r| r.stats.deleted).sum(),
+                    warnings: reports.iter().flat_map(|r| r.warnings.clone()).collect(),
                 });
                 let was_failing = std::mem::take(&mut entry.consecutive_failures) > 0;
                 entry.last_error.clone().filter(|_| was_failing)
@@ -484,6 +488,7 @@ impl Status {
                     duration_seconds: duration.as_secs_f64(),
                     upserted: 0,
                     deleted: 0,
+                    warnings: Vec::new(),
                 });
                 entry
                     .last_error

@@ -35,6 +35,7 @@ fn report(table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -
         },
         bytes: 100,
         duration: Duration::from_secs(2),
+        warnings: Vec::new(),
     }
 }
 
@@ -314,4 +315,29 @@ fn metrics_count_runs_rows_skips_and_durations() {
         }
     }
     assert!(seen.contains(&"dapsync_ready"));
+}
+
+/// Issue 11: a run that could not keep a user object on the table succeeds, and `/status`
+/// shows what was left behind under `last_run.warnings`.
+#[test]
+fn last_run_shows_the_user_objects_a_run_could_not_keep() {
+    let status = Status::default();
+    status.set_tables(&hourly(&["courses"]), &[]);
+    let courses = id("courses");
+    let warning = ObjectWarning {
+        object: r#"view "public"."course_names""#.into(),
+        message: "could not be recreated: column \"name\" does not exist".into(),
+    };
+    let mut run = report("courses", RunKind::Snapshot, Utc::now(), 5);
+    run.warnings = vec![warning.clone()];
+    status.started(&courses);
+    status.succeeded(&courses, &[run], Duration::from_secs(1));
+    let view = status.table(&courses).unwrap();
+    assert_eq!(view.state, TableState::Idle);
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["last_run"]["outcome"], "success");
+    assert_eq!(
+        json["last_run"]["warnings"],
+        serde_json::json!([{"object": warning.object, "message": warning.message}])
+    );
 }

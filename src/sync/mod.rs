@@ -24,8 +24,8 @@ pub use progress::ProgressMode;
 use crate::config::OnInvalidRecord;
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Change, Commit, Db, DbError, Load, LoadStats, NewRun, Reject, RunError, RunKind, RunResult,
-    TablePlan,
+    Change, Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RunError, RunKind,
+    RunResult, TablePlan,
 };
 use crate::schema::{self, SchemaError, TableSchema};
 use crate::sql::Dialect;
@@ -80,6 +80,8 @@ pub struct RunReport {
     /// Decompressed bytes of the records read.
     pub bytes: u64,
     pub duration: Duration,
+    /// User objects on the table that the run could not keep (see `db::ObjectWarning`).
+    pub warnings: Vec<ObjectWarning>,
 }
 
 /// Why a table could not be synced.
@@ -377,6 +379,8 @@ impl Engine {
             Ok(mut report) => {
                 report.reason = Some(reason);
                 report.duration = started.elapsed();
+                // preserve (issue 11): what the swap could not keep, for /status.
+                report.warnings = self.run_warnings(attempt.run_id).await;
                 log_report(&report);
                 Ok(report)
             }
@@ -506,6 +510,8 @@ impl Engine {
             Ok(Some(mut report)) => {
                 report.since = Some(since);
                 report.duration = started.elapsed();
+                // preserve (issue 11): what an in-place change could not keep, for /status.
+                report.warnings = self.run_warnings(attempt.run_id).await;
                 log_report(&report);
                 Ok(Some(report))
             }
@@ -545,7 +551,7 @@ impl Engine {
         let mut schema = stored.clone();
         let current = self.current_schema(namespace, table).await?;
         if current.version != stored.version {
-            if !self.evolve(&stored, &current).await? {
+            if !self.evolve(&stored, &current, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = current;
@@ -559,7 +565,7 @@ impl Engine {
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
             let newer = self.current_schema(namespace, table).await?;
-            if !self.evolve(&schema, &newer).await? {
+            if !self.evolve(&schema, &newer, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = newer;
@@ -606,9 +612,14 @@ impl Engine {
         )))
     }
 
-    /// Brings the live table from `old` to `new` in place. Returns false when the change needs a
-    /// rebuild instead.
-    async fn evolve(&self, old: &TableSchema, new: &TableSchema) -> Result<bool, SyncError> {
+    /// Brings the live table from `old` to `new` in place, in run `run_id`. Returns false when
+    /// the change needs a rebuild instead.
+    async fn evolve(
+        &self,
+        old: &TableSchema,
+        new: &TableSchema,
+        run_id: i64,
+    ) -> Result<bool, SyncError> {
         let diff = schema::diff(old, new);
         let label = format!("{}.{}", new.namespace, new.table);
         if diff.needs_rebuild() {
@@ -633,8 +644,14 @@ impl Engine {
             &existing,
             &self.db.ddl_options(),
         );
+        // preserve (issue 11): the user's views survive the ALTERs.
         self.db
-            .apply_statements(&statements, &format!("altering {label}"))
+            .alter_preserving(
+                &plan.live,
+                &statements,
+                run_id,
+                &format!("altering {label}"),
+            )
             .await
             .map_err(db_err)?;
         tracing::info!(table = %label, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
@@ -747,7 +764,16 @@ impl Engine {
             stats,
             bytes,
             duration: Duration::ZERO,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The warnings recorded against a run; none (logged) if they cannot be read.
+    async fn run_warnings(&self, run_id: i64) -> Vec<ObjectWarning> {
+        self.db.run_warnings(run_id).await.unwrap_or_else(|error| {
+            tracing::warn!(run_id, error = %error, "could not read the run's warnings");
+            Vec::new()
+        })
     }
 }
 
