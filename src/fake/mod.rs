@@ -10,8 +10,10 @@
 mod admin;
 mod auth;
 mod error;
+mod extract;
 mod fault;
 mod fixture;
+mod format;
 mod generator;
 mod job;
 mod object;
@@ -41,6 +43,7 @@ use crate::secret::Secret;
 pub use error::FakeError;
 pub use fault::{AccountError, Endpoint, Fault, Target};
 pub use fixture::{fixture_schema, fixture_tables};
+pub use format::{Format, Mode};
 pub use server::RecordedRequest;
 pub use table::{Changes, TableName};
 pub use world::FakeClock;
