@@ -8,4 +8,5 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod formats;
 mod schema;
