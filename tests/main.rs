@@ -8,5 +8,6 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod formats;
 mod preserve;
 mod schema;

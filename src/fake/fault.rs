@@ -123,9 +123,11 @@ pub enum Fault {
     /// The download is refused with HTTP 403, as S3 does for an expired URL.
     ExpiredUrl,
     /// The gzip body stops in the middle of a record (a complete HTTP response of the cut bytes).
+    /// A Parquet body stops halfway.
     CutMidRecord,
     /// The gzip body stops exactly after a record, sent chunked without `Content-Length` and
-    /// ending cleanly: only the missing gzip trailer shows that data is missing.
+    /// ending cleanly: only the missing gzip trailer shows that data is missing. A Parquet body
+    /// stops halfway, the same way (its footer is missing).
     CutAtRecordBoundary,
     /// `Content-Length` announces the whole object, then the connection closes halfway.
     DropConnection,

@@ -11,7 +11,7 @@ use fastrand::Rng;
 use serde_json::{Map, Value};
 
 /// Nested schemas deeper than this (or `$ref` cycles) generate plain strings.
-const MAX_DEPTH: usize = 16;
+pub(super) const MAX_DEPTH: usize = 16;
 
 /// Text pieces that exercise escaping and encoding: accents, CJK, emoji, quotes, backslashes,
 /// tabs, newlines, markup and the null markers of COPY and CSV.
@@ -179,7 +179,7 @@ fn object_props(object: &Value, root: &Value, depth: usize) -> Vec<Prop> {
 }
 
 /// Follows local `$ref`s (`#/...`), a few hops at most.
-fn resolve<'a>(mut schema: &'a Value, root: &'a Value) -> &'a Value {
+pub(super) fn resolve<'a>(mut schema: &'a Value, root: &'a Value) -> &'a Value {
     for _ in 0..8 {
         match schema
             .get("$ref")

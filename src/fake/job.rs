@@ -4,14 +4,17 @@ use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use super::format::Output;
 use super::table::{TableName, Window};
 
-/// What makes two queries identical: the same table, window request and data.
+/// What makes two queries identical: the same table, window request, output and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct QueryKey {
     pub table: TableName,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// A different format (or mode of a tabular format) is a different query.
+    pub output: Output,
     /// The table's data version: a query after a commit or a schema change is a new query.
     pub data_version: (usize, usize),
 }
@@ -145,6 +148,7 @@ mod tests {
             table: TableName::new("canvas", "courses"),
             since: None,
             until: None,
+            output: Output::default(),
             data_version: (1, 1),
         };
         let at = DateTime::from_timestamp(1_767_261_600, 123_456_000).unwrap();

@@ -3,15 +3,18 @@
 //! It implements every endpoint of the DAP API (SPEC section 1) with the real shapes, status codes
 //! and error bodies, independently of the client in [`crate::dap`], so that it checks the client
 //! rather than mirroring it. Tables hold a few bytes per row; row contents are generated from the
-//! seed whenever a query needs them, and results are written gzip-compressed to a temporary
-//! directory, so a table can have millions of rows. Faults can be injected per endpoint, every
-//! request is recorded, and an admin API under `/_fake/` drives a standalone server.
+//! seed whenever a query needs them, and results are written to a temporary directory in the
+//! format the query asks for ([`Format`]: gzip JSON Lines, TSV or CSV, or Parquet), so a table can
+//! have millions of rows. Faults can be injected per endpoint, every request is recorded, and an
+//! admin API under `/_fake/` drives a standalone server.
 
 mod admin;
 mod auth;
 mod error;
+mod extract;
 mod fault;
 mod fixture;
+mod format;
 mod generator;
 mod job;
 mod object;
@@ -41,6 +44,7 @@ use crate::secret::Secret;
 pub use error::FakeError;
 pub use fault::{AccountError, Endpoint, Fault, Target};
 pub use fixture::{fixture_schema, fixture_tables};
+pub use format::{Format, Mode};
 pub use server::RecordedRequest;
 pub use table::{Changes, TableName};
 pub use world::FakeClock;

@@ -1,5 +1,6 @@
-//! Result objects: written gzip-compressed to the server's directory when a job completes, and
-//! streamed back from disk on download, whole or broken the way a fault asks.
+//! Result objects: written to the server's directory when a job completes (gzip-compressed
+//! JSON Lines, TSV or CSV, or Parquet), and streamed back from disk on download, whole or broken
+//! the way a fault asks.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -16,8 +17,10 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
+use super::extract::{Extract, Item};
 use super::fault::Fault;
-use super::table::{Extract, RowState, TableName};
+use super::format::{Format, Output, ParquetLayout, TextEncoder};
+use super::table::{RowState, TableName};
 
 /// Bytes read from disk per body chunk.
 const CHUNK: usize = 64 * 1024;
@@ -27,19 +30,21 @@ const CHUNK: usize = 64 * 1024;
 pub(super) struct ObjectFile {
     pub table: TableName,
     pub path: PathBuf,
-    /// Compressed size.
+    pub format: Format,
+    /// Size on disk (compressed).
     pub size: u64,
     pub cut: CutPoints,
 }
 
-/// Offsets in the compressed bytes where fault injection cuts an object.
+/// Offsets in the object's bytes where fault injection cuts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CutPoints {
-    /// Right after the sync flush that follows line `lines_before`: the bytes up to here
-    /// decompress to exactly those lines, but the gzip trailer is missing.
+    /// Right after the sync flush that follows record `lines_before`: the bytes up to here
+    /// decompress to exactly the header (if any) and those records, but the gzip trailer is
+    /// missing. (Parquet: the middle of the file.)
     pub record_boundary: u64,
     pub lines_before: u64,
-    /// Inside the compressed bytes of line `lines_before`.
+    /// Inside the compressed bytes of record `lines_before`. (Parquet: the middle of the file.)
     pub mid_record: u64,
 }
 
@@ -63,28 +68,94 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Writes the objects of a job, named `<job_id>/part-NNNNN.jsonl.gz`, in `dir`, on as many
-/// threads as there are cores (generating rows is the slow part).
+/// How the objects of one job are written.
+enum Writer {
+    Jsonl,
+    Text(TextEncoder),
+    Parquet(ParquetLayout),
+}
+
+impl Writer {
+    fn new(extract: &Extract, output: Output) -> io::Result<Self> {
+        Ok(match (output.format, output.mode) {
+            (Format::Jsonl, _) => Writer::Jsonl,
+            (Format::Parquet, _) => Writer::Parquet(ParquetLayout::new(extract)?),
+            (format, mode) => Writer::Text(TextEncoder::new(
+                format,
+                mode.unwrap_or_default(),
+                extract.schema(),
+                extract.is_incremental(),
+            )),
+        })
+    }
+
+    /// Writes one object; returns its size and cut points.
+    fn write(
+        &self,
+        extract: &Extract,
+        groups: &[Vec<(u64, RowState)>],
+        part: usize,
+        path: &Path,
+    ) -> io::Result<(u64, CutPoints)> {
+        match self {
+            Writer::Jsonl => write_gzip(path, groups[part].len(), &[], |object| {
+                extract.write_lines(groups, part, |line| object.line(line))
+            }),
+            Writer::Text(encoder) => {
+                let mut header = Vec::new();
+                encoder.header(&mut header);
+                let (mut row, mut scratch) = (Vec::with_capacity(1024), Vec::new());
+                write_gzip(path, groups[part].len(), &header, |object| {
+                    extract.visit(groups, part, |item| match item {
+                        Item::Record(record) => {
+                            encoder.row(&record, &mut row, &mut scratch);
+                            object.line(&row)
+                        }
+                        // Bad lines are a JSON Lines matter.
+                        Item::Bad(_) => Ok(()),
+                    })
+                })
+            }
+            Writer::Parquet(layout) => {
+                let size = layout.write(extract, groups, part, path)?;
+                let middle = size / 2;
+                let cut = CutPoints {
+                    record_boundary: middle,
+                    lines_before: 0,
+                    mid_record: middle,
+                };
+                Ok((size, cut))
+            }
+        }
+    }
+}
+
+/// Writes the objects of a job in `output`'s format, named `<job_id>/part-NNNNN.<extension>`,
+/// in `dir`, on as many threads as there are cores (generating rows is the slow part).
 pub(super) fn write_objects(
     extract: &Extract,
+    output: Output,
     table: &TableName,
     dir: &Path,
     job_id: &str,
 ) -> io::Result<Vec<(String, ObjectFile)>> {
     let groups: Vec<Vec<(u64, RowState)>> = extract.objects().collect();
+    let writer = Writer::new(extract, output)?;
+    let extension = output.format.extension();
     let workers = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
         .min(groups.len());
     let write = |part: usize| {
-        let path = dir.join(format!("{job_id}-{part:05}.jsonl.gz"));
-        let (size, cut) = write_object(extract, &groups, part, &path)?;
-        let id = format!("{job_id}/part-{part:05}.jsonl.gz");
+        let path = dir.join(format!("{job_id}-{part:05}.{extension}"));
+        let (size, cut) = writer.write(extract, &groups, part, &path)?;
+        let id = format!("{job_id}/part-{part:05}.{extension}");
         let table = table.clone();
         Ok((
             id,
             ObjectFile {
                 table,
                 path,
+                format: output.format,
                 size,
                 cut,
             },
@@ -94,6 +165,7 @@ pub(super) fn write_objects(
         let threads: Vec<_> = (0..workers)
             .map(|worker| {
                 let parts = (worker..groups.len()).step_by(workers);
+                let write = &write;
                 scope.spawn(move || parts.map(|part| (part, write(part))).collect::<Vec<_>>())
             })
             .collect();
@@ -114,17 +186,42 @@ pub(super) fn write_objects(
 /// as in tests, flush after every line).
 const FLUSH_EVERY: u64 = 256;
 
-/// Writes one object; returns its compressed size and cut points.
+/// The gzip stream of one object being written, with its flush points.
+struct GzipObject {
+    encoder: GzEncoder<Counting<BufWriter<File>>>,
+    /// Records between two sync flushes.
+    every: u64,
+    lines: u64,
+    /// (records written, compressed offset) at each flush, starting with the records' start.
+    flushes: Vec<(u64, u64)>,
+}
+
+impl GzipObject {
+    /// Adds one record (a line, or for CSV maybe several).
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.encoder.write_all(line)?;
+        self.lines += 1;
+        if self.lines.is_multiple_of(self.every) {
+            self.encoder.flush()?;
+            self.flushes
+                .push((self.lines, self.encoder.get_ref().written));
+        }
+        Ok(())
+    }
+}
+
+/// Writes one gzip object: `header` (may be empty), then the records `write` adds; returns its
+/// compressed size and cut points.
 ///
-/// The stream is sync-flushed every [`FLUSH_EVERY`] lines (every line in small objects), so that
-/// a record boundary is also a byte boundary of the compressed stream there. Flushing after
-/// every line of a large object would make each line a deflate block of its own, far costlier
-/// to decompress than real DAP objects.
-fn write_object(
-    extract: &Extract,
-    groups: &[Vec<(u64, RowState)>],
-    part: usize,
+/// The stream is sync-flushed after the header and every [`FLUSH_EVERY`] records (every record
+/// in small objects), so that a record boundary is also a byte boundary of the compressed stream
+/// there. Flushing after every line of a large object would make each line a deflate block of its
+/// own, far costlier to decompress than real DAP objects.
+fn write_gzip(
     path: &Path,
+    records: usize,
+    header: &[u8],
+    write: impl FnOnce(&mut GzipObject) -> io::Result<()>,
 ) -> io::Result<(u64, CutPoints)> {
     let file = BufWriter::with_capacity(CHUNK, File::create(path)?);
     let mut encoder = GzEncoder::new(
@@ -134,24 +231,28 @@ fn write_object(
         },
         Compression::fast(),
     );
-    let every = if groups[part].len() as u64 <= FLUSH_EVERY {
-        1
-    } else {
-        FLUSH_EVERY
-    };
-    // Flushing before any line writes the header, so the first flush point is where data starts.
+    encoder.write_all(header)?;
+    // Flushing before any record writes the gzip header (and the header row), so the first flush
+    // point is where records start.
     encoder.flush()?;
-    let mut flushes = vec![(0, encoder.get_ref().written)];
-    let mut lines = 0u64;
-    extract.write_lines(groups, part, |line| {
-        encoder.write_all(line)?;
-        lines += 1;
-        if lines.is_multiple_of(every) {
-            encoder.flush()?;
-            flushes.push((lines, encoder.get_ref().written));
-        }
-        Ok::<(), io::Error>(())
-    })?;
+    let start = encoder.get_ref().written;
+    let mut object = GzipObject {
+        encoder,
+        every: if records as u64 <= FLUSH_EVERY {
+            1
+        } else {
+            FLUSH_EVERY
+        },
+        lines: 0,
+        flushes: vec![(0, start)],
+    };
+    write(&mut object)?;
+    let GzipObject {
+        mut encoder,
+        every,
+        lines,
+        mut flushes,
+    } = object;
     if !lines.is_multiple_of(every) {
         encoder.flush()?;
         flushes.push((lines, encoder.get_ref().written));
@@ -234,7 +335,7 @@ pub(super) async fn download(file: &ObjectFile, fault: Option<&Fault>) -> Respon
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/gzip"),
+        HeaderValue::from_static(file.format.content_type()),
     );
     if let Some(length) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

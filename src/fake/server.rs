@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 use super::auth::{Signer, UrlRefusal};
 use super::error::{ApiError, FakeError, Location, rate_limited, s3_error, status_error};
 use super::fault::{Endpoint, Fault, Faults, Target};
+use super::format::{Format, Mode, Output};
 use super::object;
 use super::table::{QueryError, TableName};
 use super::world::{Refused, World};
@@ -491,13 +492,15 @@ fn body_timestamp(
         .transpose()
 }
 
-/// The window a query asks for.
+/// What a query asks for: a window and an output.
 #[derive(Debug, Clone, Copy)]
 struct Requested {
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
+    output: Output,
 }
 
+/// Parses a query body; an unknown `format` or `mode` is a ValidationError pointing at it.
 fn parse_query(body: &[u8]) -> Result<Requested, ApiError> {
     let query: QueryBody = serde_json::from_slice(body).map_err(|error| {
         ApiError::validation(
@@ -505,25 +508,31 @@ fn parse_query(body: &[u8]) -> Result<Requested, ApiError> {
             Location::of_json_error(&error, body),
         )
     })?;
-    if query.format != "jsonl" {
-        return Err(ApiError::validation(
-            "the fake DAP server only serves format jsonl",
+    let format = Format::from_name(&query.format).ok_or_else(|| {
+        ApiError::validation(
+            format!(
+                "unknown format {}; use one of jsonl, tsv, csv, parquet",
+                query.format
+            ),
             Location::of_member(body, "format"),
-        ));
-    }
-    if let Some(mode) = query
-        .mode
-        .as_deref()
-        .filter(|mode| !matches!(*mode, "expanded" | "condensed"))
-    {
-        return Err(ApiError::validation(
-            format!("unknown mode {mode}; use expanded or condensed"),
-            Location::of_member(body, "mode"),
-        ));
-    }
+        )
+    })?;
+    let mode = match query.mode.as_deref() {
+        None => None,
+        Some(name) => Some(Mode::from_name(name).ok_or_else(|| {
+            ApiError::validation(
+                format!("unknown mode {name}; use expanded or condensed"),
+                Location::of_member(body, "mode"),
+            )
+        })?),
+    };
     let since = body_timestamp(body, "since", query.since.as_deref())?;
     let until = body_timestamp(body, "until", query.until.as_deref())?;
-    Ok(Requested { since, until })
+    Ok(Requested {
+        since,
+        until,
+        output: Output::new(format, mode),
+    })
 }
 
 async fn start_query(
@@ -532,7 +541,11 @@ async fn start_query(
     armed: Option<axum::Extension<Armed>>,
     body: Bytes,
 ) -> Response {
-    let Requested { since, until } = match parse_query(&body) {
+    let Requested {
+        since,
+        until,
+        output,
+    } = match parse_query(&body) {
         Ok(requested) => requested,
         Err(error) => return error.into_response(),
     };
@@ -553,6 +566,7 @@ async fn start_query(
         &name,
         since,
         until,
+        output,
         failure,
         settings.job_polls,
         settings.job_lifetime,
@@ -578,10 +592,12 @@ async fn start_query(
         let writer = app.clone();
         let id = job_id.clone();
         let written = tokio::task::spawn_blocking(move || {
-            object::write_objects(&extract, &name, writer.dir.path(), &id).map_err(|error| {
-                warn!(job = %id, %error, "could not write the objects of a job");
-                ApiError::processing("the objects could not be written").body()
-            })
+            object::write_objects(&extract, output, &name, writer.dir.path(), &id).map_err(
+                |error| {
+                    warn!(job = %id, %error, "could not write the objects of a job");
+                    ApiError::processing("the objects could not be written").body()
+                },
+            )
         });
         let finish_app = app.clone();
         let finish_id = job_id.clone();

@@ -13,6 +13,7 @@ use fastrand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::extract::Extract;
 use super::generator::{RowShape, mix, text_hash};
 
 /// The table that keeps only 30 days and may repeat a key within one result (at-least-once).
@@ -64,12 +65,12 @@ pub struct Changes {
 /// What the fake keeps per key index (12 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RowState {
-    version: u32,
+    pub version: u32,
     /// Index of the commit that last changed the row.
-    commit: u32,
+    pub commit: u32,
     /// Index into the table's schema versions: the one the row was written under.
-    schema: u16,
-    live: bool,
+    pub schema: u16,
+    pub live: bool,
 }
 
 /// One version of a table's schema.
@@ -97,11 +98,17 @@ impl SchemaVersion {
 pub(super) struct RowSource {
     seed: u64,
     table_hash: u64,
-    schemas: Vec<Arc<SchemaVersion>>,
+    /// Every version of the table's schema, oldest first (never empty).
+    pub schemas: Vec<Arc<SchemaVersion>>,
 }
 
 impl RowSource {
-    fn key_and_value(&self, index: u64, row: RowState) -> (Map<String, Value>, Map<String, Value>) {
+    /// The key and value columns of a row version.
+    pub(super) fn key_and_value(
+        &self,
+        index: u64,
+        row: RowState,
+    ) -> (Map<String, Value>, Map<String, Value>) {
         let schema = &self.schemas[usize::from(row.schema)];
         let version = u64::from(row.version);
         // The signed version is hashed by its bits.
@@ -119,7 +126,7 @@ impl RowSource {
     }
 
     /// The `(seed, table)` hash that decides whether a key is repeated in a result.
-    fn repeats(&self, index: u64, row: RowState) -> bool {
+    pub(super) fn repeats(&self, index: u64, row: RowState) -> bool {
         mix(&[
             self.seed,
             self.table_hash,
@@ -154,9 +161,10 @@ pub(super) enum Window {
 
 /// A commit, with its time as records carry it.
 #[derive(Debug, Clone)]
-struct Commit {
-    ts: DateTime<Utc>,
-    text: String,
+pub(super) struct Commit {
+    pub ts: DateTime<Utc>,
+    /// RFC 3339 with microseconds, as `meta.ts` carries it.
+    pub text: String,
 }
 
 impl Commit {
@@ -400,174 +408,6 @@ impl TableState {
             bad_lines_every: self.bad_lines_every,
         };
         Ok((window, extract))
-    }
-}
-
-/// The rows of one query result, taken consistently at query time and written out later.
-#[derive(Debug)]
-pub(super) struct Extract {
-    source: RowSource,
-    rows: Arc<Vec<RowState>>,
-    commits: Arc<Vec<Commit>>,
-    /// `None` for a snapshot (live rows); else rows last changed in this commit or later.
-    from_commit: Option<u32>,
-    rows_per_object: usize,
-    /// At-least-once tables repeat some keys, an older version first.
-    repeat_keys: bool,
-    bad_lines_every: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    key: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a Map<String, Value>>,
-    meta: Meta<'a>,
-}
-
-#[derive(Serialize)]
-struct Meta<'a> {
-    ts: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'static str>,
-}
-
-impl Extract {
-    /// The selected rows, in key order, in groups of one object each (at least one group, maybe
-    /// empty).
-    pub(super) fn objects(&self) -> impl Iterator<Item = Vec<(u64, RowState)>> + '_ {
-        let mut selected =
-            self.rows
-                .iter()
-                .zip(0u64..)
-                .filter(move |(row, _)| match self.from_commit {
-                    None => row.live,
-                    Some(first) => row.commit >= first,
-                });
-        let mut first = true;
-        std::iter::from_fn(move || {
-            let group: Vec<(u64, RowState)> = selected
-                .by_ref()
-                .take(self.rows_per_object)
-                .map(|(&row, index)| (index, row))
-                .collect();
-            let wanted = !group.is_empty() || std::mem::take(&mut first);
-            first = false;
-            wanted.then_some(group)
-        })
-    }
-
-    /// Writes the JSON lines of object `part` of `groups` (see [`Extract::objects`]), each
-    /// followed by `\n`, through `line`.
-    ///
-    /// In a table that repeats keys, the older version of a repeated key comes first: in the
-    /// same object for the first object's keys, and at the end of the object before for the
-    /// others' keys, so that "last one wins" holds across objects as well as within one.
-    pub(super) fn write_lines<E>(
-        &self,
-        groups: &[Vec<(u64, RowState)>],
-        part: usize,
-        mut line: impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut buffer = Vec::with_capacity(1024);
-        let group = &groups[part];
-        if part == 0 {
-            self.write_older_versions(group, &mut buffer, &mut line)?;
-        }
-        for &(index, row) in group {
-            self.render(index, row, &mut buffer);
-            line(&buffer)?;
-            if let Some(every) = self.bad_lines_every
-                && index % every == 0
-            {
-                self.render_bad(index / every, &mut buffer);
-                line(&buffer)?;
-            }
-        }
-        if let Some(next) = groups.get(part + 1) {
-            self.write_older_versions(next, &mut buffer, &mut line)?;
-        }
-        Ok(())
-    }
-
-    /// In a table that repeats keys, the older version of each repeated key of `group`.
-    fn write_older_versions<E>(
-        &self,
-        group: &[(u64, RowState)],
-        buffer: &mut Vec<u8>,
-        line: &mut impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        if !self.repeat_keys {
-            return Ok(());
-        }
-        for &(index, row) in group
-            .iter()
-            .filter(|&&(index, row)| row.live && self.source.repeats(index, row))
-        {
-            let older = RowState {
-                version: row.version.saturating_sub(1),
-                ..row
-            };
-            self.render(index, older, buffer);
-            line(buffer)?;
-        }
-        Ok(())
-    }
-
-    /// A line no reader should accept, of one of five kinds in turn; its key is no row's key.
-    /// Two carry a NUL character, which PostgreSQL text cannot hold: a raw one in a line that is
-    /// not JSON, and an escaped one in the name of a property the schema does not define.
-    fn render_bad(&self, n: u64, buffer: &mut Vec<u8>) {
-        buffer.clear();
-        let key_name = self
-            .source
-            .schemas
-            .last()
-            .and_then(|s| {
-                s.schema
-                    .pointer("/properties/key/properties")?
-                    .as_object()?
-                    .keys()
-                    .next()
-                    .cloned()
-            })
-            .unwrap_or_else(|| "id".into());
-        let text = match n % 5 {
-            0 => format!("{{\"key\": {{\"{key_name}\": {n}}}, \"value\": {{\"cut"),
-            1 => format!(
-                "{{\"key\": {{\"{key_name}\": [\"not\", \"a\", \"key\"]}}, \"value\": {{}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}"
-            ),
-            2 => format!(
-                "{{\"key\": {{\"{key_name}\": {}}}, \"value\": {{\"dapsync_surprise_column\": 1}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}",
-                4_000_000_000_000u64 + n
-            ),
-            3 => format!("{{\"key\": {{\"{key_name}\": {n}}}, \"value\": {{\"cut\0"),
-            _ => format!(
-                "{{\"key\": {{\"{key_name}\": {}}}, \"value\": {{\"dapsync_\\u0000surprise\": 1}}, \"meta\": {{\"ts\": \"2024-01-01T00:00:00Z\"}}}}",
-                4_000_000_000_000u64 + n
-            ),
-        };
-        buffer.extend_from_slice(text.as_bytes());
-        buffer.push(b'\n');
-    }
-
-    /// One record and its newline, in place of what `buffer` held.
-    fn render(&self, index: u64, row: RowState, buffer: &mut Vec<u8>) {
-        buffer.clear();
-        let ts = self
-            .commits
-            .get(row.commit as usize)
-            .map_or("", |commit| commit.text.as_str());
-        let action = self.from_commit.map(|_| if row.live { "U" } else { "D" });
-        let (key, value) = self.source.key_and_value(index, row);
-        let line = Line {
-            key: &key,
-            value: row.live.then_some(&value),
-            meta: Meta { ts, action },
-        };
-        // Serializing maps of JSON values into a Vec cannot fail.
-        serde_json::to_writer(&mut *buffer, &line).unwrap_or_default();
-        buffer.push(b'\n');
     }
 }
 

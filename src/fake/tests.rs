@@ -378,6 +378,9 @@ async fn jobs_wait_run_complete_and_identical_queries_share_them() {
     let api = start(FakeDapConfig {
         job_polls: 2,
         job_lifetime: Duration::from_secs(3600),
+        // Outlives the job, so that the job's expiry (not the token's) answers at the end
+        // however slowly the test runs.
+        token_lifetime: Duration::from_secs(7200),
         ..with_table(courses(5, 2))
     })
     .await;
@@ -444,10 +447,17 @@ async fn jobs_wait_run_complete_and_identical_queries_share_them() {
 async fn malformed_queries_get_validation_errors_with_a_location() {
     let api = start(with_table(courses(2, 10))).await;
     let (status, body) = api
-        .start_query("canvas.courses", json!({"format": "csv"}))
+        .start_query("canvas.courses", json!({"format": "xml"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["type"], "ValidationError");
+    assert!(
+        body["error"]["uuid"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
     assert!(body["error"]["message"].as_str().unwrap().contains("jsonl"));
     assert_eq!(
         body["error"]["location"],
@@ -465,6 +475,10 @@ async fn malformed_queries_get_validation_errors_with_a_location() {
         json!({"format": "jsonl", "sincee": "x"}),
         json!({"format": "jsonl", "since": "2026-01-01T10:00:00"}),
         json!({"format": "jsonl", "mode": "flat"}),
+        json!({"format": "csv", "mode": "Condensed"}),
+        json!({"format": "Parquet"}),
+        json!({"format": null}),
+        json!({"mode": "expanded"}),
     ] {
         let (status, body) = api.start_query("canvas.courses", bad).await;
         assert_eq!(

@@ -10,10 +10,12 @@ use serde_json::Value;
 
 use super::FakeTable;
 use super::error::FakeError;
+use super::extract::Extract;
 use super::fixture::fixture_envelope;
+use super::format::Output;
 use super::job::{Job, QueryKey};
 use super::object::ObjectFile;
-use super::table::{Changes, Extract, QueryError, SchemaVersion, TableName, TableState};
+use super::table::{Changes, QueryError, SchemaVersion, TableName, TableState};
 
 /// Where the fake's time comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,11 +223,13 @@ impl World {
     /// Starts a query, or returns the live job of an identical one.
     ///
     /// `failure` is the `error` object of a job that is to fail (an injected fault).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_query(
         &mut self,
         name: &TableName,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
+        output: Output,
         failure: Option<Value>,
         polls_per_state: u32,
         job_lifetime: Duration,
@@ -240,6 +244,7 @@ impl World {
             table: name.clone(),
             since,
             until,
+            output,
             data_version: table.data_version(),
         };
         if let Some(job) = self
@@ -357,11 +362,11 @@ mod tests {
         let courses = TableName::new("canvas", "courses");
         let day = Duration::from_secs(86_400);
         let first = world
-            .start_query(&courses, None, None, None, 1, day)
+            .start_query(&courses, None, None, Output::default(), None, 1, day)
             .unwrap();
         assert!(first.extract.is_some());
         let again = world
-            .start_query(&courses, None, None, None, 1, day)
+            .start_query(&courses, None, None, Output::default(), None, 1, day)
             .unwrap();
         assert_eq!(again.job.id, first.job.id);
         assert!(again.extract.is_none());
@@ -375,11 +380,18 @@ mod tests {
             )
             .unwrap();
         let after = world
-            .start_query(&courses, None, None, None, 1, day)
+            .start_query(&courses, None, None, Output::default(), None, 1, day)
             .unwrap();
         assert_ne!(after.job.id, first.job.id);
-        let missing =
-            world.start_query(&TableName::new("canvas", "nope"), None, None, None, 1, day);
+        let missing = world.start_query(
+            &TableName::new("canvas", "nope"),
+            None,
+            None,
+            Output::default(),
+            None,
+            1,
+            day,
+        );
         assert!(matches!(
             missing,
             Err(Refused::NoTable {
@@ -404,7 +416,15 @@ mod tests {
             .unwrap();
         let courses = TableName::new("canvas", "courses");
         let started = world
-            .start_query(&courses, None, None, None, 0, Duration::from_secs(10))
+            .start_query(
+                &courses,
+                None,
+                None,
+                Output::default(),
+                None,
+                0,
+                Duration::from_secs(10),
+            )
             .unwrap();
         assert!(world.sweep().is_empty());
         world.clock.travel(Duration::from_secs(10));
