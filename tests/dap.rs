@@ -12,8 +12,8 @@ use dapsync::dap::{
     PollPolicy, Query, RateLimit, Record, RetryPolicy,
 };
 use dapsync::fake::{
-    AccountError, Changes, Endpoint, FakeDap, FakeDapConfig, FakeTable, Fault, RecordedRequest,
-    fixture_tables,
+    AccountError, Changes, Endpoint, FakeDap, FakeDapConfig, FakeTable, Fault, RateLimits,
+    RecordedRequest, fixture_tables,
 };
 use serde_json::{Value, json};
 
@@ -1009,6 +1009,48 @@ async fn a_query_that_waited_for_its_slot_takes_a_token_after_the_wait() {
     }
     assert_eq!(statuses(&fake, Endpoint::Query), [202, 202, 202]);
     assert_eq!(client.metrics().rate_limit_waits, 2);
+}
+
+#[tokio::test]
+async fn above_the_apis_query_limit_the_fake_answers_429_with_retry_after() {
+    let tables: Vec<&str> = fixture_tables()
+        .filter(|&(namespace, _)| namespace == NS)
+        .map(|(_, table)| table)
+        .take(3)
+        .collect();
+    let fake = FakeDap::start(FakeDapConfig {
+        tables: tables.iter().map(|&t| FakeTable::new(NS, t, 2)).collect(),
+        fixture_rows: None,
+        rate_limits: Some(RateLimits {
+            per_minute: BTreeMap::from([(Endpoint::Query, 2)]),
+            window: Duration::from_secs(2),
+        }),
+        ..FakeDapConfig::default()
+    })
+    .await
+    .unwrap();
+    // A client that does not keep to the limit and does not retry: the third start is refused.
+    let eager = client_with(&fake, |o| o.retry.max_attempts = 1);
+    for &table in &tables[..2] {
+        eager.query(NS, table, Query::Snapshot).await.unwrap();
+    }
+    let refused = eager
+        .query(NS, tables[2], Query::Snapshot)
+        .await
+        .unwrap_err();
+    let (_, last) = exhausted(&refused, "start_query");
+    let (_, api) = api_error(last);
+    assert!(
+        matches!(api.kind, ApiErrorKind::RateLimited { retry_after: Some(after) } if after <= Duration::from_secs(2)),
+        "{api:?}"
+    );
+    assert_eq!(statuses(&fake, Endpoint::Query), [202, 202, 429]);
+    // One that retries waits out Retry-After and gets through.
+    let patient = client(&fake);
+    let started = std::time::Instant::now();
+    patient.query(NS, tables[2], Query::Snapshot).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(*statuses(&fake, Endpoint::Query).last().unwrap(), 202);
 }
 
 /// The test's path in the binary, for [`alloc::alone`].

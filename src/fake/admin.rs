@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::FakeTable;
 use super::error::FakeError;
 use super::fault::{Fault, Target};
+use super::limit::RateLimits;
 use super::server::App;
 use super::table::{Changes, TableName};
 
@@ -39,6 +40,7 @@ pub(super) fn router() -> Router<App> {
         .route("/_fake/faults", post(inject))
         .route("/_fake/requests", get(requests).delete(clear_requests))
         .route("/_fake/travel", post(travel))
+        .route("/_fake/rate_limits", put(set_rate_limits))
 }
 
 impl IntoResponse for FakeError {
@@ -166,5 +168,14 @@ async fn travel(State(app): State<App>, Json(travel): Json<Travel>) -> StatusCod
     app.world()
         .clock
         .travel(Duration::from_secs(travel.seconds));
+    StatusCode::NO_CONTENT
+}
+
+/// `null` lifts every limit; `{"per_minute": {"query": 5, ...}, "window": 60}` sets them.
+async fn set_rate_limits(
+    State(app): State<App>,
+    Json(limits): Json<Option<RateLimits>>,
+) -> StatusCode {
+    app.set_rate_limits(limits);
     StatusCode::NO_CONTENT
 }

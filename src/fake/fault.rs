@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::table::TableName;
 
 /// An endpoint of the fake, as fault targets and the request log name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
     /// `POST /ids/auth/login`

@@ -17,6 +17,7 @@ mod fixture;
 mod format;
 mod generator;
 mod job;
+mod limit;
 mod object;
 mod server;
 mod table;
@@ -45,6 +46,7 @@ pub use error::FakeError;
 pub use fault::{AccountError, Endpoint, Fault, Target};
 pub use fixture::{fixture_schema, fixture_tables};
 pub use format::{Format, Mode};
+pub use limit::RateLimits;
 pub use server::RecordedRequest;
 pub use table::{Changes, TableName};
 pub use world::FakeClock;
@@ -80,6 +82,9 @@ pub struct FakeDapConfig {
     pub tables: Vec<FakeTable>,
     /// The wall clock, or a fixed instant for byte-for-byte reproducible runs.
     pub clock: FakeClock,
+    /// The API's rate limits ([`RateLimits::api`]), or none: the default, so that tests may
+    /// query as fast as they like.
+    pub rate_limits: Option<RateLimits>,
 }
 
 impl Default for FakeDapConfig {
@@ -96,6 +101,7 @@ impl Default for FakeDapConfig {
             fixture_rows: Some(0..=20),
             tables: Vec::new(),
             clock: FakeClock::Wall,
+            rate_limits: None,
         }
     }
 }
@@ -179,7 +185,7 @@ impl FakeDap {
         let dir = tempfile::Builder::new()
             .prefix("dapsync-fake-dap-")
             .tempdir()?;
-        let app = Arc::new(Inner::new(settings, world, dir));
+        let app = Arc::new(Inner::new(settings, world, dir, config.rate_limits));
         let stop = CancellationToken::new();
         let serve = axum::serve(listener, server::router(app.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -311,6 +317,11 @@ impl FakeDap {
     }
 
     /// Moves the fake's clock forward: tokens, URLs and jobs expire as if that time had passed,
+    /// Sets the API's rate limits (`None`: none), starting with empty windows.
+    pub fn set_rate_limits(&self, limits: Option<RateLimits>) {
+        self.app.set_rate_limits(limits);
+    }
+
     /// and later commits are at least that much later.
     pub fn travel(&self, by: Duration) {
         self.app.world().clock.travel(by);

@@ -25,6 +25,7 @@ use super::auth::{Signer, UrlRefusal};
 use super::error::{ApiError, FakeError, Location, rate_limited, s3_error, status_error};
 use super::fault::{Endpoint, Fault, Faults, Target};
 use super::format::{Format, Mode, Output};
+use super::limit::{RateLimits, Windows};
 use super::object;
 use super::table::{QueryError, TableName};
 use super::world::{Refused, World};
@@ -81,6 +82,7 @@ pub(super) struct Inner {
     pub dir: TempDir,
     world: Mutex<World>,
     faults: Mutex<Faults>,
+    limits: Mutex<Windows>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -92,13 +94,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    pub(super) fn new(settings: Settings, world: World, dir: TempDir) -> Self {
+    pub(super) fn new(
+        settings: Settings,
+        world: World,
+        dir: TempDir,
+        limits: Option<RateLimits>,
+    ) -> Self {
         Self {
             settings,
             signer: Signer::new(),
             dir,
             world: Mutex::new(world),
             faults: Mutex::new(Faults::default()),
+            limits: Mutex::new(Windows::new(limits)),
             requests: Mutex::new(Vec::new()),
         }
     }
@@ -113,6 +121,11 @@ impl Inner {
 
     pub(super) fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         lock(&self.requests)
+    }
+
+    /// Sets the API's rate limits (see [`RateLimits`]).
+    pub(super) fn set_rate_limits(&self, limits: Option<RateLimits>) {
+        lock(&self.limits).set(limits);
     }
 
     /// Arms a fault for the next `times` requests to its target.
@@ -280,6 +293,9 @@ fn gate(
         && let Err(error) = check_bearer(app, &parts.headers)
     {
         return Gate::Answer(error.into_response());
+    }
+    if let Err(wait) = lock(&app.limits).admit(endpoint, std::time::Instant::now()) {
+        return Gate::Answer(rate_limited(Some(wait.as_secs_f64().ceil() as u64)));
     }
     if !app.faults().any_for(endpoint) {
         return Gate::Pass(None);
