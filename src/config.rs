@@ -793,11 +793,11 @@ impl CronSchedule {
         &self.0
     }
 
-    /// The parsed expression, with the settings the scheduler uses.
+    /// The parsed expression, with the settings the scheduler uses: as in classic cron, when
+    /// both the day of month and the day of week are restricted, a day matching either runs.
     pub fn cron(&self) -> Result<croner::Cron, croner::errors::CronError> {
         croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Required)
-            .dom_and_dow(true)
             .build()
             .parse(&self.0)
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_cron_scheduler::{Job, JobBuilder, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -521,7 +521,7 @@ impl Runner {
         // the cycle.
         let runner: Weak<Runner> = Arc::downgrade(self);
         let target = table.clone();
-        let job = Job::new(schedule.as_str(), move |_, _| {
+        let job = cron_job(schedule, move || {
             if let Some(runner) = runner.upgrade() {
                 runner.trigger(target.clone());
             }
@@ -663,12 +663,47 @@ fn fallback_tables(
     tables
 }
 
+/// A cron job running `run` on `schedule`'s ticks. The builder parses as `CronSchedule::cron`
+/// does, with classic cron's rule that a restricted day of month and day of week combine as
+/// either (`Job::new` would want both).
+fn cron_job(
+    schedule: &CronSchedule,
+    run: impl Fn() + Send + Sync + 'static,
+) -> Result<Job, JobSchedulerError> {
+    JobBuilder::new()
+        .with_timezone(chrono::Utc)
+        .with_cron_job_type()
+        .with_schedule(schedule.as_str())?
+        .with_run_sync(Box::new(move |_, _| run()))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[tokio::test]
+    async fn day_of_month_and_day_of_week_combine_as_in_classic_cron() {
+        // Fridays and the 13th of each month: either runs (both would make a Friday the 13th,
+        // months apart).
+        let schedule = CronSchedule::parse("0 0 13 * FRI").unwrap();
+        let after = at("2026-12-02T10:00:00Z");
+        assert_eq!(schedule.next_after(after), Some(at("2026-12-04T00:00:00Z")));
+        assert_eq!(
+            schedule.next_after(at("2027-01-09T00:00:00Z")),
+            Some(at("2027-01-13T00:00:00Z"))
+        );
+        // The job the scheduler runs ticks by the same rule: within a week of now.
+        let mut cron = JobScheduler::new().await.unwrap();
+        let id = cron.add(cron_job(&schedule, || {}).unwrap()).await.unwrap();
+        let next = cron.next_tick_for_job(id).await.unwrap().unwrap();
+        assert!(next - Utc::now() <= chrono::TimeDelta::days(7), "{next}");
+        assert_eq!(schedule.next_after(Utc::now()), Some(next));
+        cron.shutdown().await.unwrap();
     }
 
     #[test]
