@@ -166,6 +166,21 @@ pub struct WebhookConfig {
     #[serde(deserialize_with = "string_or_list")]
     pub urls: Vec<String>,
     pub timeout: HumanDuration,
+    /// The body every URL receives.
+    pub format: WebhookFormat,
+}
+
+/// The body of a webhook POST.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// dapsync's own JSON event (see the README).
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message (`text` and `blocks`).
+    Slack,
+    /// A Microsoft Teams message with an Adaptive Card (Workflows and incoming webhooks).
+    Teams,
 }
 
 impl Default for DapConfig {
@@ -312,6 +327,7 @@ impl Default for WebhookConfig {
         Self {
             urls: Vec::new(),
             timeout: HumanDuration::secs(10),
+            format: WebhookFormat::Json,
         }
     }
 }
