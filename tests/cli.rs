@@ -427,3 +427,63 @@ async fn sqlx_count(db: &TestDb, sql: &'static str) -> (i64,) {
     connection.close().await.unwrap();
     row
 }
+
+#[tokio::test]
+async fn database_tls_trusts_the_system_store_and_sslrootcert() {
+    let db = TestDb::new(Dialect::Postgres).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url.expose())
+        .await
+        .unwrap();
+    let (ssl,): (String,) = sqlx::query_as("SHOW ssl")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (cert,): (String,) = sqlx::query_as("SHOW ssl_cert_file")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        eprintln!("skipped: the PostgreSQL server has no TLS");
+        return;
+    }
+    // The server's certificate (Debian's self-signed one for `localhost`) stands for a CA the
+    // host trusts, such as a cloud provider's bundle.
+    let dir = tempfile::tempdir().unwrap();
+    let (trusted, untrusted, no_dir) = (
+        dir.path().join("trusted.pem"),
+        dir.path().join("untrusted.pem"),
+        dir.path().join("no-certificates"),
+    );
+    std::fs::write(&trusted, std::fs::read(&cert).unwrap()).unwrap();
+    std::fs::write(&untrusted, "").unwrap();
+    std::fs::create_dir(&no_dir).unwrap();
+    let url = db.url.expose().replace("127.0.0.1", "localhost");
+    let url = format!(
+        "{url}{}sslmode=verify-full",
+        if url.contains('?') { "&" } else { "?" }
+    );
+    // Only the file counts: the directory of the system store is an empty one.
+    let no_dir = no_dir.to_str().unwrap().to_owned();
+    let status = |url: String, store: PathBuf| {
+        let no_dir = no_dir.clone();
+        async move {
+            let store = store.to_str().unwrap().to_owned();
+            let env = [
+                ("DAPSYNC_DATABASE__URL", url.as_str()),
+                ("SSL_CERT_FILE", store.as_str()),
+                ("SSL_CERT_DIR", no_dir.as_str()),
+            ];
+            dapsync(&["status"], &env).await
+        }
+    };
+    let refused = status(url.clone(), untrusted.clone()).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("UnknownIssuer"),
+        "{}",
+        refused.stderr
+    );
+    status(url.clone(), trusted).await.success();
+    let rooted = format!("{url}&sslrootcert={cert}");
+    status(rooted, untrusted).await.success();
+}
