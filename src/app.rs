@@ -227,6 +227,8 @@ impl Daemon {
                 let serve = crate::http::serve(
                     listener,
                     status.clone(),
+                    Some(scheduler.control()),
+                    config.http.control_token.clone(),
                     stop_http.clone().cancelled_owned(),
                 );
                 Some((addr, tokio::spawn(serve)))

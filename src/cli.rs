@@ -2,6 +2,8 @@
 //! command. Exit codes: 0 success, 1 a table or the command failed, 2 invalid command line,
 //! 3 invalid configuration.
 
+mod operator;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +17,7 @@ use crate::error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 use crate::schema::TableSchema;
 use crate::sql::{DdlOptions, Dialect};
 use crate::sync::{Mode, ProgressMode, RunReport};
+pub use operator::{OneTable, RunsArgs};
 
 /// Keeps a database copy of Instructure DAP (Canvas Data 2) tables.
 #[derive(Debug, Parser)]
@@ -87,6 +90,15 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Pauses a table: the daemon (every replica) skips it until `dapsync resume`; kept across
+    /// restarts.
+    Pause(OneTable),
+    /// Resumes a paused table.
+    Resume(OneTable),
+    /// Cancels a table's run under way (in whichever daemon runs it): it stops and rolls back.
+    Cancel(OneTable),
+    /// Shows the run history, newest first.
+    Runs(RunsArgs),
     /// Runs the bundled fake DAP server on loopback (for trying dapsync offline).
     FakeDap(FakeDapArgs),
     /// Runs as a service: syncs the selected tables on their schedules, serves /healthz,
@@ -298,6 +310,10 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             json,
             csv,
         } => status_command(&config, namespace, table, json, csv).await,
+        Command::Pause(table) => operator::pause_command(&config, table, true).await,
+        Command::Resume(table) => operator::pause_command(&config, table, false).await,
+        Command::Cancel(table) => operator::cancel_command(&config, table).await,
+        Command::Runs(args) => operator::runs_command(&config, args).await,
         Command::FakeDap(args) => fake_dap_command(args).await,
         Command::Run => run_command(&config).await,
         Command::Demo(args) => {
@@ -549,7 +565,9 @@ async fn bench_command(mut config: Config, args: BenchArgs) -> Result<i32, Error
 
 /// A table's state in one word.
 pub fn state_word(status: &TableStatus) -> &'static str {
-    if status.consecutive_failures > 0 {
+    if status.paused_at.is_some() {
+        "paused"
+    } else if status.consecutive_failures > 0 {
         "failing"
     } else if status.synced_until.is_some() {
         "ok"

@@ -131,12 +131,18 @@ pub struct NamespaceConfig {
     pub schedules: BTreeMap<String, CronSchedule>,
 }
 
-/// The HTTP endpoint for health, status and metrics.
+/// The HTTP endpoint for health, status, metrics and the control API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// A file holding the bearer token of the control API's write endpoints (pause, resume,
+    /// run, cancel); without it (or the systemd credential `control_token`) they are off.
+    pub control_token_file: Option<PathBuf>,
+    /// The token read from `control_token_file`; never configured directly.
+    #[serde(skip)]
+    pub control_token: Option<Secret>,
 }
 
 /// Log output.
@@ -309,6 +315,8 @@ impl Default for HttpConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            control_token_file: None,
+            control_token: None,
         }
     }
 }
@@ -426,8 +434,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Fills secrets from files: `client_secret_file`, `password_file`, and systemd credentials
-    /// (`$CREDENTIALS_DIRECTORY/dap_client_secret`, `database_url`, `database_password`).
+    /// Fills secrets from files: `client_secret_file`, `password_file`, `control_token_file`, and
+    /// systemd credentials (`$CREDENTIALS_DIRECTORY/dap_client_secret`, `database_url`,
+    /// `database_password`, `control_token`).
     fn read_secret_files(&mut self, credentials: Option<&Path>) -> Result<(), ConfigError> {
         let credential = |name: &str| credentials.map(|dir| dir.join(name)).filter(|p| p.exists());
         if self.dap.client_secret.is_none() {
@@ -452,6 +461,21 @@ impl Config {
         {
             let password = read_secret("database.password_file", &path)?;
             self.database.url = self.database.url.with_password(&password)?;
+        }
+        if let Some(path) = self
+            .http
+            .control_token_file
+            .clone()
+            .or_else(|| credential("control_token"))
+        {
+            let token = read_secret("http.control_token_file", &path)?;
+            if token.is_empty() {
+                return Err(ConfigError::invalid(
+                    "http.control_token_file",
+                    "the token is empty",
+                ));
+            }
+            self.http.control_token = Some(Secret::new(token));
         }
         Ok(())
     }
@@ -1030,6 +1054,34 @@ mod tests {
         );
         assert_eq!(HumanDuration::secs(300).to_string(), "5m");
         assert!(HumanDuration::parse("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_control_token_comes_from_a_file_or_a_credential_and_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("control_token"), "t0ken-from-systemd\n").unwrap();
+        let credentials = dir.path().to_str().unwrap();
+        let config = load("", &[("CREDENTIALS_DIRECTORY", credentials)]).unwrap();
+        assert_eq!(
+            config.http.control_token.as_ref().unwrap().expose(),
+            "t0ken-from-systemd"
+        );
+        let file = dir.path().join("token.txt");
+        std::fs::write(&file, "t0ken-from-file\n").unwrap();
+        let toml = format!(
+            "[http]\ncontrol_token_file = {:?}\n",
+            file.to_str().unwrap()
+        );
+        let config = load(&toml, &[]).unwrap();
+        assert_eq!(
+            config.http.control_token.as_ref().unwrap().expose(),
+            "t0ken-from-file"
+        );
+        assert!(!format!("{config:?}").contains("t0ken"));
+        assert!(!config.to_toml().contains("t0ken"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(load(&toml, &[]).is_err());
+        assert!(load("", &[]).unwrap().http.control_token.is_none());
     }
 
     #[test]

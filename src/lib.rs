@@ -7,7 +7,8 @@
 //!                    ├─► scheduler ─► sync ─► dap      (HTTP client for the DAP API; no SQL)
 //!                    ├─► http            │  ├► db ─► sql ─► schema
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
-//!                                        └─► http reads status only
+//!                                        └─► http reads status, and acts through the
+//!                                            scheduler's `Control` handle (the control API)
 //! config, error, secret: type-only leaves anyone may use.
 //! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
 //! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.

@@ -4,6 +4,7 @@ mod support;
 
 mod adopt;
 mod cli;
+mod control;
 mod crash;
 mod daemon;
 mod dap;

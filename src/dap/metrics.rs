@@ -56,15 +56,17 @@ tokio::task_local! {
 
 /// Runs `work` and returns its output with the time it spent waiting for the client-side query
 /// rate limiter (in this task; work spawned onto other tasks is not counted). The scheduler
-/// reports that time as queue time, apart from the run's own.
+/// reports that time as queue time, apart from the run's own. Measures nest: an enclosing one
+/// counts the wait too.
 pub async fn rate_limit_wait_of<F: Future>(work: F) -> (F::Output, Duration) {
-    let waited = Cell::new(Duration::ZERO);
-    RATE_LIMIT_WAIT
-        .scope(waited, async {
+    let (output, waited) = RATE_LIMIT_WAIT
+        .scope(Cell::new(Duration::ZERO), async {
             let output = work.await;
             (output, RATE_LIMIT_WAIT.with(Cell::get))
         })
-        .await
+        .await;
+    let _ = RATE_LIMIT_WAIT.try_with(|outer| outer.set(outer.get() + waited));
+    (output, waited)
 }
 
 /// A snapshot of the client's counters since it was built. Endpoint names are `login`,

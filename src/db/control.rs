@@ -68,23 +68,29 @@ pub enum RunOutcome {
     Failed,
     /// The process died during the run; nothing of it was applied.
     Interrupted,
+    /// An operator cancelled the run; nothing of it was applied.
+    Cancelled,
 }
 
 impl RunOutcome {
-    fn as_str(self) -> &'static str {
+    /// The outcome as the run history stores it.
+    pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Running => "running",
             RunOutcome::Success => "success",
             RunOutcome::Failed => "failed",
             RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Cancelled => "cancelled",
         }
     }
 
-    fn parse(text: &str) -> Self {
+    /// The outcome of a stored name; unknown names read as `interrupted`.
+    pub fn parse(text: &str) -> Self {
         match text {
             "success" => RunOutcome::Success,
             "failed" => RunOutcome::Failed,
             "running" => RunOutcome::Running,
+            "cancelled" => RunOutcome::Cancelled,
             _ => RunOutcome::Interrupted,
         }
     }
@@ -135,6 +141,13 @@ pub struct RunRecord {
     /// User objects (views, indexes, grants, comments) the run could not keep on the new copy
     /// of the table.
     pub warnings: Vec<super::ObjectWarning>,
+    /// Time spent waiting for the query budget (`None` for runs recorded before 0.1's
+    /// migration 0004, and for runs still going).
+    pub queued_seconds: Option<f64>,
+    /// Time spent on the API: the schema, the query and the job.
+    pub api_seconds: Option<f64>,
+    /// The rest: downloading and loading.
+    pub load_seconds: Option<f64>,
 }
 
 /// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
@@ -152,6 +165,8 @@ pub struct TableStatus {
     pub last_error_message: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub consecutive_failures: i64,
+    /// Since when an operator paused the table (`dapsync pause`, `POST .../pause`).
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// A record the database could not take.
@@ -458,6 +473,21 @@ impl Db {
             status.last_error_at = row[8].time();
             status.consecutive_failures = row[9].int().unwrap_or(0);
         }
+        for control in self.table_controls().await? {
+            if let Some(status) = statuses
+                .iter_mut()
+                .find(|s| s.namespace == control.namespace && s.table == control.table)
+            {
+                status.paused_at = control.paused_at;
+            } else if control.paused_at.is_some() {
+                statuses.push(TableStatus {
+                    namespace: control.namespace,
+                    table: control.table,
+                    paused_at: control.paused_at,
+                    ..TableStatus::default()
+                });
+            }
+        }
         statuses.sort_by(|a, b| (&a.namespace, &a.table).cmp(&(&b.namespace, &b.table)));
         Ok(statuses)
     }
@@ -468,75 +498,13 @@ impl Db {
         table: Option<(&str, &str)>,
         limit: i64,
     ) -> Result<Vec<RunRecord>, DbError> {
-        let d = self.dialect();
-        let filter = if table.is_some() {
-            "WHERE namespace = ? AND table_name = ?"
-        } else {
-            ""
-        };
-        let mut args: Vec<Arg> = table
-            .map(|(ns, t)| vec![text(ns), text(t)])
-            .unwrap_or_default();
-        args.push(Arg::Int(Some(limit)));
-        let rows = self
-            .fetch(
-                &format!(
-                    "SELECT id, namespace, table_name, kind, reason, job_id, since, until, schema_version, rows_upserted, rows_deleted, \
-                     rows_rejected, bytes, started_at, finished_at, outcome, error_type, error_uuid, error_message, warnings FROM {} {filter} \
-                     ORDER BY id DESC LIMIT ?",
-                    d.own_table("runs")
-                ),
-                &args,
-                &[
-                    Kind::Int,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Time,
-                    Kind::Time,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Time,
-                    Kind::Time,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                ],
-                "reading the run history",
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunRecord {
-                id: r[0].int().unwrap_or_default(),
-                namespace: r[1].text().unwrap_or_default(),
-                table: r[2].text().unwrap_or_default(),
-                kind: r[3].text().unwrap_or_default(),
-                reason: r[4].text(),
-                job_id: r[5].text(),
-                since: r[6].time(),
-                until: r[7].time(),
-                schema_version: r[8].int(),
-                rows_upserted: r[9].int().unwrap_or_default(),
-                rows_deleted: r[10].int().unwrap_or_default(),
-                rows_rejected: r[11].int().unwrap_or_default(),
-                bytes: r[12].int().unwrap_or_default(),
-                started_at: r[13].time(),
-                finished_at: r[14].time(),
-                outcome: RunOutcome::parse(&r[15].text().unwrap_or_default()),
-                error_type: r[16].text(),
-                error_uuid: r[17].text(),
-                error_message: r[18].text(),
-                warnings: super::preserve::parse_warnings(r[19].text()),
-            })
-            .collect())
+        self.runs(&super::RunFilter {
+            namespace: table.map(|(ns, _)| ns.to_owned()),
+            table: table.map(|(_, t)| t.to_owned()),
+            limit,
+            ..super::RunFilter::default()
+        })
+        .await
     }
 
     /// How many rejected records a table has.

@@ -23,6 +23,12 @@ const POSTGRES: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/postgres/0002_run_warnings.sql"),
     },
+    // 0003 is another change's.
+    Migration {
+        version: 4,
+        name: "control_api",
+        sql: include_str!("../../migrations/postgres/0004_control_api.sql"),
+    },
 ];
 const MYSQL: &[Migration] = &[
     Migration {
@@ -35,6 +41,12 @@ const MYSQL: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/mysql/0002_run_warnings.sql"),
     },
+    // 0003 is another change's.
+    Migration {
+        version: 4,
+        name: "control_api",
+        sql: include_str!("../../migrations/mysql/0004_control_api.sql"),
+    },
 ];
 const SQLITE: &[Migration] = &[
     Migration {
@@ -46,6 +58,12 @@ const SQLITE: &[Migration] = &[
         version: 2,
         name: "run_warnings",
         sql: include_str!("../../migrations/sqlite/0002_run_warnings.sql"),
+    },
+    // 0003 is another change's.
+    Migration {
+        version: 4,
+        name: "control_api",
+        sql: include_str!("../../migrations/sqlite/0004_control_api.sql"),
     },
 ];
 

@@ -7,6 +7,7 @@ mod inspect;
 mod load;
 mod lock;
 mod migrate;
+mod operator;
 mod plan;
 mod preserve;
 mod query;
@@ -30,6 +31,7 @@ pub use load::{
     Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad, connections_per_table,
 };
 pub use lock::TableLock;
+pub use operator::{RunFilter, RunTimes, TableControl};
 pub use plan::{Row, TablePlan};
 pub use preserve::ObjectWarning;
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};

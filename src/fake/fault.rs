@@ -188,6 +188,11 @@ impl Faults {
         }
     }
 
+    /// Disarms every fault.
+    pub(super) fn clear(&mut self) {
+        self.rules.clear();
+    }
+
     /// Takes the first fault armed for this request, if any.
     pub(super) fn take(&mut self, endpoint: Endpoint, tables: &[TableName]) -> Option<Fault> {
         let position = self.rules.iter().position(|rule| {

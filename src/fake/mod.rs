@@ -275,6 +275,11 @@ impl FakeDap {
         or_panic(self.app.inject(fault, on.into(), times));
     }
 
+    /// Disarms every fault not yet struck.
+    pub fn clear_faults(&self) {
+        self.app.clear_faults();
+    }
+
     /// Every request received so far, oldest first (admin requests excepted).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.app.requests().clone()

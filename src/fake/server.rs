@@ -140,6 +140,10 @@ impl Inner {
         Ok(())
     }
 
+    pub(super) fn clear_faults(&self) {
+        self.faults().clear();
+    }
+
     /// Forgets expired jobs and deletes their files.
     fn sweep(&self) {
         let files = self.world().sweep();

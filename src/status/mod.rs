@@ -65,7 +65,8 @@ pub enum TableState {
     Running,
     /// Its last run failed.
     Failing,
-    /// Every table waits after an account-level error.
+    /// An operator paused it (kept across restarts), or every table waits after an
+    /// account-level error.
     Paused,
     /// Its last tick found it locked by another process.
     Skipped,
@@ -121,6 +122,8 @@ pub enum RunEventKind {
     Skipped(SkipReason),
     /// The run was cut off at shutdown; its transaction was rolled back.
     Abandoned,
+    /// An operator cancelled the run; its transaction was rolled back.
+    Cancelled,
 }
 
 /// The last error of a table.
@@ -245,6 +248,8 @@ struct Entry {
     last_error: Option<LastError>,
     /// Whether the last tick found the table locked by another process.
     locked_out: bool,
+    /// Since when an operator paused the table.
+    paused_at: Option<DateTime<Utc>>,
     counters: TableCounters,
 }
 
@@ -271,6 +276,7 @@ impl Entry {
             last_run: None,
             last_error,
             locked_out: false,
+            paused_at: known.paused_at,
             counters: TableCounters::default(),
         }
     }
@@ -279,7 +285,7 @@ impl Entry {
         match self.phase {
             Phase::Running { .. } => TableState::Running,
             Phase::Queued { .. } => TableState::Queued,
-            Phase::Idle if paused => TableState::Paused,
+            Phase::Idle if paused || self.paused_at.is_some() => TableState::Paused,
             Phase::Idle if self.consecutive_failures > 0 => TableState::Failing,
             Phase::Idle if self.locked_out => TableState::Skipped,
             Phase::Idle => TableState::Idle,
@@ -535,6 +541,17 @@ impl Status {
             }
         });
         self.emit(id, RunEventKind::Skipped(reason));
+    }
+
+    /// An operator paused the table (since `at`) or resumed it (`None`).
+    pub fn set_table_paused(&self, id: &TableId, at: Option<DateTime<Utc>>) {
+        self.with_table(id, |entry| entry.paused_at = at);
+    }
+
+    /// An operator cancelled the table's run; it was rolled back.
+    pub fn cancelled(&self, id: &TableId) {
+        self.with_table(id, |entry| entry.phase = Phase::Idle);
+        self.emit(id, RunEventKind::Cancelled);
     }
 
     /// The table's run (or its wait for a slot) was cut off at shutdown.

@@ -62,6 +62,7 @@ fn tables_start_from_what_the_database_knows() {
         last_error_message: Some("the job failed".into()),
         last_error_at: Some(synced),
         consecutive_failures: 2,
+        paused_at: None,
     };
     status.set_tables(&hourly(&["courses", "users"]), &[known]);
     let view = status.view();

@@ -11,6 +11,7 @@
 
 mod decode;
 mod progress;
+mod timing;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -185,6 +186,7 @@ pub struct Engine {
 struct Attempt {
     run_id: i64,
     result: RunResult,
+    clock: timing::RunClock,
 }
 
 impl Engine {
@@ -372,10 +374,11 @@ impl Engine {
         };
         let mut attempt = self.start_attempt(&run, &label).await?;
         tracing::info!(table = %label, reason, run_id = attempt.run_id, "snapshot starting");
-        match self
+        let result = self
             .snapshot_run(namespace, table, &mut attempt, replaced)
-            .await
-        {
+            .await;
+        self.record_times(&attempt).await;
+        match result {
             Ok(mut report) => {
                 report.reason = Some(reason);
                 report.duration = started.elapsed();
@@ -402,8 +405,7 @@ impl Engine {
         };
         let mut schema = self.current_schema(namespace, table).await?;
         let job = self
-            .dap
-            .query(namespace, table, Query::Snapshot)
+            .timed_query(attempt, namespace, table, Query::Snapshot)
             .await
             .map_err(dap_err)?;
         attempt.result.job_id = Some(job.id.clone());
@@ -447,6 +449,7 @@ impl Engine {
         Ok(Attempt {
             run_id,
             result: RunResult::default(),
+            clock: timing::RunClock::start(),
         })
     }
 
@@ -503,10 +506,11 @@ impl Engine {
             since: Some(since),
         };
         let mut attempt = self.start_attempt(&run, &label).await?;
-        match self
+        let result = self
             .incremental_run(namespace, table, since, stored, &mut attempt)
-            .await
-        {
+            .await;
+        self.record_times(&attempt).await;
+        match result {
             Ok(Some(mut report)) => {
                 report.since = Some(since);
                 report.duration = started.elapsed();
@@ -557,8 +561,7 @@ impl Engine {
             schema = current;
         }
         let job = self
-            .dap
-            .query(namespace, table, Query::Incremental { since })
+            .timed_query(attempt, namespace, table, Query::Incremental { since })
             .await
             .map_err(dap_err)?;
         attempt.result.job_id = Some(job.id.clone());

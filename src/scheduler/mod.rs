@@ -28,6 +28,10 @@ use crate::status::{SkipReason, Status, TableId};
 use crate::sync::{Engine, Mode, RunReport, SyncError};
 use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 
+mod control;
+
+pub use control::{Cancelled, Control, ControlError};
+
 /// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).
 const HEARTBEAT_SCHEDULE: &str = "*/5 * * * * *";
 /// How often the database and the login are checked for `/readyz`.
@@ -83,6 +87,17 @@ pub enum SchedulerError {
     },
 }
 
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A tick of its schedule (skipped while the table is paused).
+    Schedule,
+    /// An operator's "sync now".
+    Operator,
+    /// An operator's re-snapshot: loaded beside the live table, swapped in when complete.
+    Resync,
+}
+
 /// A running scheduler. Stop it with [`Scheduler::shutdown`].
 pub struct Scheduler {
     runner: Arc<Runner>,
@@ -116,6 +131,8 @@ struct Runner {
     stopping: CancellationToken,
     /// Cancelled when the grace period is over: running tables are dropped.
     abort: CancellationToken,
+    /// The cancel switch of every run under way.
+    cancels: Mutex<HashMap<TableId, CancellationToken>>,
     tasks: TaskTracker,
 }
 
@@ -181,6 +198,7 @@ impl Scheduler {
             jobs: tokio::sync::Mutex::default(),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
+            cancels: Mutex::default(),
             tasks: TaskTracker::new(),
         });
         runner.check().await;
@@ -238,24 +256,46 @@ impl Scheduler {
 impl Runner {
     /// Runs `table` now unless it already has a run under way (then the tick is skipped).
     fn trigger(self: &Arc<Self>, table: TableId) {
+        self.start_run(table, Trigger::Schedule);
+    }
+
+    /// Starts a run of `table`; false (and the tick skipped) if it already has one under way.
+    fn start_run(self: &Arc<Self>, table: TableId, trigger: Trigger) -> bool {
         if self.stopping.is_cancelled() {
-            return;
+            return false;
         }
         let Some(slot) = RunSlot::take(&self.running, &table) else {
             info!(table = %table, "the previous run is still going; tick skipped");
             self.status.skipped(&table, SkipReason::Running);
-            return;
+            return false;
         };
+        if trigger != Trigger::Schedule {
+            // At once, so that the operator's answer shows it (a tick checks the pause first).
+            self.status.queued(&table);
+        }
+        let cancel = CancellationToken::new();
+        lock(&self.cancels).insert(table.clone(), cancel.clone());
         let runner = self.clone();
         self.tasks.spawn(async move {
             let _slot = slot;
-            runner.run(&table).await;
+            runner.run(&table, trigger, cancel).await;
+            lock(&runner.cancels).remove(&table);
         });
+        true
     }
 
     /// One table run: a slot, the sync, and retries of transient errors.
-    async fn run(self: &Arc<Self>, table: &TableId) {
+    async fn run(self: &Arc<Self>, table: &TableId, trigger: Trigger, cancel: CancellationToken) {
+        if trigger == Trigger::Schedule && self.operator_paused(table).await {
+            info!(table = %table, "the table is paused; tick skipped");
+            return self.status.skipped(table, SkipReason::Paused);
+        }
+        let mode = match trigger {
+            Trigger::Resync => Mode::Resnapshot,
+            Trigger::Schedule | Trigger::Operator => Mode::Sync,
+        };
         let started = Instant::now();
+        let started_at = Utc::now();
         // Time spent waiting for a slot or the query budget: reported apart from the run's.
         let mut queued = Duration::ZERO;
         let mut attempt = 1;
@@ -266,6 +306,7 @@ impl Runner {
             let permit = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return self.status.abandoned(table),
+                () = cancel.cancelled() => return self.status.cancelled(table),
                 permit = self.permits.acquire() => permit,
             };
             queued += waiting.elapsed();
@@ -278,7 +319,7 @@ impl Runner {
             let sync = crate::dap::rate_limit_wait_of(self.engine.sync_table(
                 &table.namespace,
                 &table.table,
-                Mode::Sync,
+                mode,
             ));
             let result = tokio::select! {
                 (result, waited) = sync => {
@@ -288,6 +329,14 @@ impl Runner {
                 () = self.abort.cancelled() => {
                     warn!(table = %table, "run cut off at shutdown; its transaction is rolled back");
                     return self.status.abandoned(table);
+                }
+                () = cancel.cancelled() => {
+                    drop(permit);
+                    return self.cancelled(table).await;
+                }
+                () = self.cancel_requested(table, started_at) => {
+                    drop(permit);
+                    return self.cancelled(table).await;
                 }
             };
             let error = match result {
@@ -323,6 +372,7 @@ impl Runner {
                 tokio::select! {
                     () = sleep(backoff) => {}
                     () = self.stopping.cancelled() => return self.status.abandoned(table),
+                    () = cancel.cancelled() => return self.status.cancelled(table),
                 }
                 attempt += 1;
                 continue;
@@ -707,116 +757,4 @@ fn cron_job(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-    }
-
-    #[tokio::test]
-    async fn day_of_month_and_day_of_week_combine_as_in_classic_cron() {
-        // Fridays and the 13th of each month: either runs (both would make a Friday the 13th,
-        // months apart).
-        let schedule = CronSchedule::parse("0 0 13 * FRI").unwrap();
-        let after = at("2026-12-02T10:00:00Z");
-        assert_eq!(schedule.next_after(after), Some(at("2026-12-04T00:00:00Z")));
-        assert_eq!(
-            schedule.next_after(at("2027-01-09T00:00:00Z")),
-            Some(at("2027-01-13T00:00:00Z"))
-        );
-        // The job the scheduler runs ticks by the same rule: within a week of now.
-        let mut cron = JobScheduler::new().await.unwrap();
-        let id = cron.add(cron_job(&schedule, || {}).unwrap()).await.unwrap();
-        let next = cron.next_tick_for_job(id).await.unwrap().unwrap();
-        assert!(next - Utc::now() <= chrono::TimeDelta::days(7), "{next}");
-        assert_eq!(schedule.next_after(Utc::now()), Some(next));
-        cron.shutdown().await.unwrap();
-    }
-
-    #[test]
-    fn a_table_is_overdue_when_it_missed_a_tick() {
-        let hourly = CronSchedule::hourly();
-        let now = at("2026-01-01T10:20:00Z");
-        assert!(overdue(&hourly, None, now));
-        assert!(overdue(&hourly, Some(at("2026-01-01T09:59:59Z")), now));
-        assert!(!overdue(&hourly, Some(at("2026-01-01T10:00:00Z")), now));
-        assert!(!overdue(&hourly, Some(at("2026-01-01T10:05:00Z")), now));
-        assert!(overdue(
-            &hourly,
-            Some(at("2026-01-01T09:59:59.5Z")),
-            at("2026-01-01T10:00:00.2Z")
-        ));
-        let every_15 = CronSchedule::parse("*/15 * * * *").unwrap();
-        assert!(overdue(&every_15, Some(at("2026-01-01T10:05:00Z")), now));
-    }
-
-    #[test]
-    fn schedules_come_from_the_namespace_or_the_default() {
-        let mut canvas = NamespaceConfig::default();
-        canvas.schedules.insert(
-            "submission*".into(),
-            CronSchedule::parse("*/30 * * * *").unwrap(),
-        );
-        let options = SchedulerOptions {
-            namespaces: BTreeMap::from([("canvas".to_owned(), canvas)]),
-            schedule: CronSchedule::hourly(),
-            max_concurrent_tables: 4,
-            run_attempts: 3,
-            run_backoff: Duration::from_secs(30),
-            account_pause: Duration::from_secs(1800),
-            refresh_tables: Duration::from_secs(3600),
-            shutdown_grace: Duration::from_secs(60),
-        };
-        let submissions = TableId::new("canvas", "submissions");
-        assert_eq!(
-            options.schedule_for(&submissions).as_str(),
-            "0 */30 * * * *"
-        );
-        let courses = TableId::new("canvas", "courses");
-        assert_eq!(options.schedule_for(&courses).as_str(), "0 0 * * * *");
-        let logs = TableId::new("canvas_logs", "web_logs");
-        assert_eq!(options.schedule_for(&logs).as_str(), "0 0 * * * *");
-    }
-
-    #[test]
-    fn without_the_api_known_and_named_tables_are_scheduled() {
-        let namespaces = BTreeMap::from([
-            (
-                "canvas".to_owned(),
-                NamespaceConfig {
-                    tables: vec!["all".into()],
-                    exclude: vec!["quiz_*".into()],
-                    ..NamespaceConfig::default()
-                },
-            ),
-            (
-                "canvas_logs".to_owned(),
-                NamespaceConfig {
-                    tables: vec!["web_logs".into()],
-                    ..NamespaceConfig::default()
-                },
-            ),
-        ]);
-        let known = |ns: &str, t: &str| TableStatus {
-            namespace: ns.into(),
-            table: t.into(),
-            ..TableStatus::default()
-        };
-        let tables = fallback_tables(
-            &namespaces,
-            &[
-                known("canvas", "courses"),
-                known("canvas", "quiz_questions"),
-                known("new_quizzes", "quizzes"),
-            ],
-        );
-        assert_eq!(
-            tables,
-            [
-                ("canvas".to_owned(), "courses".to_owned()),
-                ("canvas_logs".to_owned(), "web_logs".to_owned()),
-            ]
-        );
-    }
-}
+mod tests;
