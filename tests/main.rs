@@ -9,5 +9,6 @@ mod daemon;
 mod dap;
 mod engine;
 mod formats;
+mod guard;
 mod preserve;
 mod schema;
