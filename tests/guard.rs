@@ -99,7 +99,10 @@ async fn a_snapshot_whose_every_record_is_rejected_is_never_applied() {
         let mut schema = probe.schema("canvas", "courses")["schema"].clone();
         let value = &mut schema["properties"]["value"];
         value["properties"]["code"] = json!({"type": "string", "pattern": "^never$"});
-        value["required"].as_array_mut().unwrap().push(json!("code"));
+        value["required"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("code"));
         let fake = fake_of(vec![FakeTable {
             schema: Some(schema),
             ..FakeTable::new("canvas", "courses", 12)

@@ -74,7 +74,11 @@ mod tests {
         assert_eq!(tally(1000, 10).check(0.01), Ok(()));
         let refused = tally(1000, 11).check(0.01).unwrap_err();
         assert_eq!(
-            (refused.rejected, refused.records, refused.first_reason.as_str()),
+            (
+                refused.rejected,
+                refused.records,
+                refused.first_reason.as_str()
+            ),
             (11, 1000, "reason 0")
         );
         assert_eq!(tally(0, 0).check(0.0), Ok(()));

@@ -33,7 +33,7 @@ use crate::sql::Dialect;
 use progress::Progress;
 
 /// How a table is treated by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     pub on_invalid_record: OnInvalidRecord,
     pub validate_records: bool,
