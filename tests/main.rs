@@ -10,5 +10,6 @@ mod dap;
 mod engine;
 mod formats;
 mod guard;
+mod monitoring;
 mod preserve;
 mod schema;
