@@ -10,6 +10,8 @@ mod daemon;
 mod dap;
 mod engine;
 mod formats;
+mod guard;
+mod history;
 mod monitoring;
 mod preserve;
 mod schema;

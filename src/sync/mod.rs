@@ -10,6 +10,8 @@
 //!   recorded and answered with a re-snapshot.
 
 mod decode;
+mod guard;
+mod merge;
 mod progress;
 mod timing;
 
@@ -33,12 +35,17 @@ use crate::sql::Dialect;
 use progress::Progress;
 
 /// How a table is treated by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     pub on_invalid_record: OnInvalidRecord,
     pub validate_records: bool,
     /// `namespace.table` names whose keys may repeat within one result.
     pub repeated_keys: Vec<String>,
+    /// A result whose share of rejected records is above this is not applied.
+    pub max_rejected_fraction: f64,
+    /// `namespace.table` names whose re-snapshots merge into the live table (upserts) instead
+    /// of replacing it.
+    pub keep_history: Vec<String>,
     pub progress: ProgressMode,
 }
 
@@ -48,6 +55,8 @@ impl Default for SyncOptions {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
+            max_rejected_fraction: 0.01,
+            keep_history: vec!["canvas_logs.web_logs".into()],
             progress: ProgressMode::Log,
         }
     }
@@ -116,6 +125,15 @@ pub enum SyncError {
         count: usize,
         reason: String,
     },
+    #[error(
+        "{table}: {count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
+    )]
+    TooManyRejects {
+        table: String,
+        count: u64,
+        records: u64,
+        reason: String,
+    },
     #[error("{table}: {reason}")]
     State { table: String, reason: String },
 }
@@ -129,6 +147,7 @@ impl SyncError {
             SyncError::Db { source, .. } => source.is_transient(),
             SyncError::Schema { .. }
             | SyncError::InvalidRecords { .. }
+            | SyncError::TooManyRejects { .. }
             | SyncError::State { .. } => false,
         }
     }
@@ -146,6 +165,7 @@ impl SyncError {
             SyncError::Db { .. } => "DatabaseError".into(),
             SyncError::Schema { .. } => "SchemaError".into(),
             SyncError::InvalidRecords { .. } => "InvalidRecords".into(),
+            SyncError::TooManyRejects { .. } => "TooManyRejects".into(),
             SyncError::State { .. } => "StateError".into(),
         }
     }
@@ -207,6 +227,14 @@ impl Engine {
     /// The DAP client this engine reads from.
     pub fn dap(&self) -> &DapClient {
         &self.dap
+    }
+
+    /// Takes a new snapshot of one table, whatever its state: loaded into a staging copy that
+    /// replaces the live table when complete (readers see the old copy until then), or, for a
+    /// `sync.keep_history` table, merged into the live table. The operation behind `dapsync
+    /// resync`, for any caller that wants a table reloaded.
+    pub async fn resync(&self, namespace: &str, table: &str) -> Result<Vec<RunReport>, SyncError> {
+        self.sync_table(namespace, table, Mode::Resnapshot).await
     }
 
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
@@ -412,6 +440,14 @@ impl Engine {
         if job.schema_version != schema.version {
             schema = self.current_schema(namespace, table).await?;
         }
+        if let Some(live_schema) = &replaced
+            && self.keeps_history(namespace, table)
+            && let Some(report) = self
+                .merge_snapshot(&job, live_schema, schema.clone(), attempt)
+                .await?
+        {
+            return Ok(report);
+        }
         let repeated = self.repeats_keys(namespace, table);
         match self
             .load_snapshot(&job, schema.clone(), attempt, replaced.clone(), repeated)
@@ -471,7 +507,13 @@ impl Engine {
                 table: label.clone(),
                 source,
             })?;
-        let bytes = self.pump(&plan, job, &mut load, false).await?;
+        let bytes = match self.pump(&plan, job, &mut load, false).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -592,7 +634,13 @@ impl Engine {
                 table: label.clone(),
                 source,
             })?;
-        let bytes = self.pump(&plan, &job, &mut load, true).await?;
+        let bytes = match self.pump(&plan, &job, &mut load, true).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -686,7 +734,7 @@ impl Engine {
         }
         let mut progress = Progress::new(&label, self.options.progress);
         let mut bytes = 0u64;
-        let mut invalid = 0usize;
+        let mut tally = guard::RejectTally::default();
         while let Some(batch) = stream.next_batch().await {
             let batch = batch.map_err(|source| SyncError::Dap {
                 table: label.clone(),
@@ -705,6 +753,7 @@ impl Engine {
             let mut rows = Vec::new();
             let mut changes = Vec::new();
             let records = batch.records.len();
+            let lines = records + rejects.len();
             for decoded in batch.records {
                 match decoded {
                     Decoded::Upsert(row) if incremental => {
@@ -715,16 +764,14 @@ impl Engine {
                     Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
-            if !rejects.is_empty() {
-                invalid += rejects.len();
-                if self.options.on_invalid_record == OnInvalidRecord::Fail {
-                    let reason = rejects.swap_remove(0).reason;
-                    return Err(SyncError::InvalidRecords {
-                        table: label,
-                        count: invalid,
-                        reason,
-                    });
-                }
+            tally.add(lines, rejects.iter().map(|r| r.reason.as_str()));
+            if !rejects.is_empty() && self.options.on_invalid_record == OnInvalidRecord::Fail {
+                let reason = rejects.swap_remove(0).reason;
+                return Err(SyncError::InvalidRecords {
+                    table: label,
+                    count: tally.rejected() as usize,
+                    reason,
+                });
             }
             let db_err = |source| SyncError::Db {
                 table: label.clone(),
@@ -740,8 +787,17 @@ impl Engine {
             crate::failpoint::hit("sync.batch");
         }
         progress.finish();
-        if invalid > 0 {
-            tracing::warn!(table = %label, rejected = invalid, "records went to the reject table");
+        if let Err(refused) = tally.check(self.options.max_rejected_fraction) {
+            tracing::warn!(table = %label, rejected = refused.rejected, records = refused.records, "too many records rejected; the result is not applied");
+            return Err(SyncError::TooManyRejects {
+                table: label,
+                count: refused.rejected,
+                records: refused.records,
+                reason: refused.first_reason,
+            });
+        }
+        if tally.rejected() > 0 {
+            tracing::warn!(table = %label, rejected = tally.rejected(), "records went to the reject table");
         }
         Ok(bytes)
     }
