@@ -81,7 +81,7 @@ struct RunsQuery {
 async fn runs(State(api): State<Api>, Query(query): Query<RunsQuery>) -> Response {
     let control = match control_of(&api) {
         Ok(control) => control,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let outcome = match query.outcome.as_deref().filter(|o| !o.is_empty()) {
         None => None,
@@ -145,7 +145,7 @@ async fn run_now(
 ) -> Response {
     let control = match authorized(&api, &headers) {
         Ok(control) => control,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest {
@@ -189,7 +189,7 @@ async fn resume(
 async fn set_paused(api: &Api, headers: &HeaderMap, id: TableId, paused: bool) -> Response {
     let control = match authorized(api, headers) {
         Ok(control) => control,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match control.set_paused(&id, paused).await {
         Ok(view) => axum::Json(view).into_response(),
@@ -204,7 +204,7 @@ async fn cancel(
 ) -> Response {
     let control = match authorized(&api, &headers) {
         Ok(control) => control,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match control.cancel(&TableId::new(namespace, table)).await {
         Ok(Cancelled::Here(run)) => {
@@ -219,23 +219,23 @@ async fn cancel(
     }
 }
 
-fn control_of(api: &Api) -> Result<&Control, Response> {
+fn control_of(api: &Api) -> Result<&Control, Box<Response>> {
     api.control.as_ref().ok_or_else(|| {
-        error(
+        Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the control API needs the scheduler",
-        )
+        ))
     })
 }
 
 /// The scheduler's levers, if the request carries the configured bearer token: 403 when no
 /// token is configured (the write endpoints are off) or the token is wrong, 401 without one.
-fn authorized<'a>(api: &'a Api, headers: &HeaderMap) -> Result<&'a Control, Response> {
+fn authorized<'a>(api: &'a Api, headers: &HeaderMap) -> Result<&'a Control, Box<Response>> {
     let Some(expected) = &api.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "the control API's write endpoints are off: configure http.control_token_file",
-        ));
+        )));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -250,10 +250,13 @@ fn authorized<'a>(api: &'a Api, headers: &HeaderMap) -> Result<&'a Control, Resp
             header::WWW_AUTHENTICATE,
             "Bearer".parse().expect("a valid header"),
         );
-        return Err(response);
+        return Err(Box::new(response));
     };
     if !same_secret(given.trim().as_bytes(), expected.expose().as_bytes()) {
-        return Err(error(StatusCode::FORBIDDEN, "the token is not valid"));
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "the token is not valid",
+        )));
     }
     control_of(api)
 }

@@ -36,7 +36,7 @@ pub enum ControlError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancelled {
     /// The run under way here was stopped and rolled back; the run as recorded.
-    Here(Option<RunRecord>),
+    Here(Option<Box<RunRecord>>),
     /// Another process runs the table: the cancel was asked for in the database, and it stops
     /// its run within a few seconds.
     Requested,
@@ -131,7 +131,7 @@ impl Control {
                 sleep(Duration::from_millis(20)).await;
             }
             let runs = self.runs(&run_of(table)).await?;
-            return Ok(Cancelled::Here(runs.into_iter().next()));
+            return Ok(Cancelled::Here(runs.into_iter().next().map(Box::new)));
         }
         let db = self.runner.engine.db();
         if db.has_running_run(&table.namespace, &table.table).await? {

@@ -290,10 +290,6 @@ impl Runner {
             info!(table = %table, "the table is paused; tick skipped");
             return self.status.skipped(table, SkipReason::Paused);
         }
-        let mode = match trigger {
-            Trigger::Resync => Mode::Resnapshot,
-            Trigger::Schedule | Trigger::Operator => Mode::Sync,
-        };
         let started = Instant::now();
         let started_at = Utc::now();
         // Time spent waiting for a slot or the query budget: reported apart from the run's.
@@ -316,11 +312,15 @@ impl Runner {
                 return self.status.skipped(table, SkipReason::Paused);
             }
             self.status.started(table);
-            let sync = crate::dap::rate_limit_wait_of(self.engine.sync_table(
-                &table.namespace,
-                &table.table,
-                mode,
-            ));
+            let (namespace, name) = (&table.namespace, &table.table);
+            let sync = crate::dap::rate_limit_wait_of(async {
+                match trigger {
+                    Trigger::Resync => self.engine.resync(namespace, name).await,
+                    Trigger::Schedule | Trigger::Operator => {
+                        self.engine.sync_table(namespace, name, Mode::Sync).await
+                    }
+                }
+            });
             let result = tokio::select! {
                 (result, waited) = sync => {
                     queued += waited;
