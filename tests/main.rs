@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod export;
 mod formats;
 mod preserve;
 mod schema;
