@@ -10,5 +10,6 @@ mod dap;
 mod engine;
 mod export;
 mod formats;
+mod monitoring;
 mod preserve;
 mod schema;
