@@ -10,6 +10,7 @@ mod dap;
 mod engine;
 mod export;
 mod formats;
+mod guard;
 mod monitoring;
 mod preserve;
 mod schema;

@@ -10,6 +10,7 @@
 //!   recorded and answered with a re-snapshot.
 
 mod decode;
+mod guard;
 mod progress;
 
 use std::collections::HashSet;
@@ -32,12 +33,14 @@ use crate::sql::Dialect;
 use progress::Progress;
 
 /// How a table is treated by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     pub on_invalid_record: OnInvalidRecord,
     pub validate_records: bool,
     /// `namespace.table` names whose keys may repeat within one result.
     pub repeated_keys: Vec<String>,
+    /// A result whose share of rejected records is above this is not applied.
+    pub max_rejected_fraction: f64,
     pub progress: ProgressMode,
 }
 
@@ -47,6 +50,7 @@ impl Default for SyncOptions {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
+            max_rejected_fraction: 0.01,
             progress: ProgressMode::Log,
         }
     }
@@ -115,6 +119,15 @@ pub enum SyncError {
         count: usize,
         reason: String,
     },
+    #[error(
+        "{table}: {count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
+    )]
+    TooManyRejects {
+        table: String,
+        count: u64,
+        records: u64,
+        reason: String,
+    },
     #[error("{table}: {reason}")]
     State { table: String, reason: String },
 }
@@ -128,6 +141,7 @@ impl SyncError {
             SyncError::Db { source, .. } => source.is_transient(),
             SyncError::Schema { .. }
             | SyncError::InvalidRecords { .. }
+            | SyncError::TooManyRejects { .. }
             | SyncError::State { .. } => false,
         }
     }
@@ -145,6 +159,7 @@ impl SyncError {
             SyncError::Db { .. } => "DatabaseError".into(),
             SyncError::Schema { .. } => "SchemaError".into(),
             SyncError::InvalidRecords { .. } => "InvalidRecords".into(),
+            SyncError::TooManyRejects { .. } => "TooManyRejects".into(),
             SyncError::State { .. } => "StateError".into(),
         }
     }
@@ -468,7 +483,13 @@ impl Engine {
                 table: label.clone(),
                 source,
             })?;
-        let bytes = self.pump(&plan, job, &mut load, false).await?;
+        let bytes = match self.pump(&plan, job, &mut load, false).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -589,7 +610,13 @@ impl Engine {
                 table: label.clone(),
                 source,
             })?;
-        let bytes = self.pump(&plan, &job, &mut load, true).await?;
+        let bytes = match self.pump(&plan, &job, &mut load, true).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -683,7 +710,7 @@ impl Engine {
         }
         let mut progress = Progress::new(&label, self.options.progress);
         let mut bytes = 0u64;
-        let mut invalid = 0usize;
+        let mut tally = guard::RejectTally::default();
         while let Some(batch) = stream.next_batch().await {
             let batch = batch.map_err(|source| SyncError::Dap {
                 table: label.clone(),
@@ -702,6 +729,7 @@ impl Engine {
             let mut rows = Vec::new();
             let mut changes = Vec::new();
             let records = batch.records.len();
+            let lines = records + rejects.len();
             for decoded in batch.records {
                 match decoded {
                     Decoded::Upsert(row) if incremental => {
@@ -712,16 +740,14 @@ impl Engine {
                     Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
-            if !rejects.is_empty() {
-                invalid += rejects.len();
-                if self.options.on_invalid_record == OnInvalidRecord::Fail {
-                    let reason = rejects.swap_remove(0).reason;
-                    return Err(SyncError::InvalidRecords {
-                        table: label,
-                        count: invalid,
-                        reason,
-                    });
-                }
+            tally.add(lines, rejects.iter().map(|r| r.reason.as_str()));
+            if !rejects.is_empty() && self.options.on_invalid_record == OnInvalidRecord::Fail {
+                let reason = rejects.swap_remove(0).reason;
+                return Err(SyncError::InvalidRecords {
+                    table: label,
+                    count: tally.rejected() as usize,
+                    reason,
+                });
             }
             let db_err = |source| SyncError::Db {
                 table: label.clone(),
@@ -737,8 +763,17 @@ impl Engine {
             crate::failpoint::hit("sync.batch");
         }
         progress.finish();
-        if invalid > 0 {
-            tracing::warn!(table = %label, rejected = invalid, "records went to the reject table");
+        if let Err(refused) = tally.check(self.options.max_rejected_fraction) {
+            tracing::warn!(table = %label, rejected = refused.rejected, records = refused.records, "too many records rejected; the result is not applied");
+            return Err(SyncError::TooManyRejects {
+                table: label,
+                count: refused.rejected,
+                records: refused.records,
+                reason: refused.first_reason,
+            });
+        }
+        if tally.rejected() > 0 {
+            tracing::warn!(table = %label, rejected = tally.rejected(), "records went to the reject table");
         }
         Ok(bytes)
     }
