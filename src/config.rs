@@ -115,6 +115,8 @@ pub struct SyncConfig {
     pub repeated_keys: Vec<String>,
     /// A snapshot or incremental whose share of rejected records is above this is not applied.
     pub max_rejected_fraction: f64,
+    /// Tables whose re-snapshots merge into the live table instead of replacing it.
+    pub keep_history: Vec<String>,
     /// Time running table runs get to finish after SIGTERM before they are rolled back.
     pub shutdown_grace: HumanDuration,
 }
@@ -233,6 +235,7 @@ impl Default for SyncConfig {
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
             max_rejected_fraction: 0.01,
+            keep_history: vec!["canvas_logs.web_logs".into()],
             shutdown_grace: HumanDuration::secs(60),
         }
     }

@@ -11,6 +11,7 @@ mod engine;
 mod export;
 mod formats;
 mod guard;
+mod history;
 mod monitoring;
 mod preserve;
 mod schema;

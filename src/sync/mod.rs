@@ -11,6 +11,7 @@
 
 mod decode;
 mod guard;
+mod merge;
 mod progress;
 
 use std::collections::HashSet;
@@ -41,6 +42,9 @@ pub struct SyncOptions {
     pub repeated_keys: Vec<String>,
     /// A result whose share of rejected records is above this is not applied.
     pub max_rejected_fraction: f64,
+    /// `namespace.table` names whose re-snapshots merge into the live table (upserts) instead
+    /// of replacing it.
+    pub keep_history: Vec<String>,
     pub progress: ProgressMode,
 }
 
@@ -51,6 +55,7 @@ impl Default for SyncOptions {
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
             max_rejected_fraction: 0.01,
+            keep_history: vec!["canvas_logs.web_logs".into()],
             progress: ProgressMode::Log,
         }
     }
@@ -220,6 +225,14 @@ impl Engine {
     /// The DAP client this engine reads from.
     pub fn dap(&self) -> &DapClient {
         &self.dap
+    }
+
+    /// Takes a new snapshot of one table, whatever its state: loaded into a staging copy that
+    /// replaces the live table when complete (readers see the old copy until then), or, for a
+    /// `sync.keep_history` table, merged into the live table. The operation behind `dapsync
+    /// resync`, for any caller that wants a table reloaded.
+    pub async fn resync(&self, namespace: &str, table: &str) -> Result<Vec<RunReport>, SyncError> {
+        self.sync_table(namespace, table, Mode::Resnapshot).await
     }
 
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
@@ -424,6 +437,14 @@ impl Engine {
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             schema = self.current_schema(namespace, table).await?;
+        }
+        if let Some(live_schema) = &replaced
+            && self.keeps_history(namespace, table)
+            && let Some(report) = self
+                .merge_snapshot(&job, live_schema, schema.clone(), attempt)
+                .await?
+        {
+            return Ok(report);
         }
         let repeated = self.repeats_keys(namespace, table);
         match self
