@@ -19,8 +19,9 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::notify::Notifier;
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::status::{Status, TableId};
+use crate::status::Status;
 use crate::sync::{Engine, Mode, ProgressMode, RunReport, SyncError, SyncOptions};
+use crate::table::TableId;
 use crate::webhook::Webhooks;
 
 /// The DAP client options the configuration describes.
@@ -85,7 +86,7 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     SyncOptions {
         on_invalid_record: config.sync.on_invalid_record,
         validate_records: config.sync.validate_records,
-        repeated_keys: config.sync.repeated_keys.clone(),
+        repeated_keys: config.sync.repeated_key_tables(),
         progress,
     }
 }
@@ -97,12 +98,12 @@ pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, E
     Ok(Engine::new(dap, db, sync_options(config, progress)))
 }
 
-/// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
+/// Resolves a table selection to tables, asking the API for the namespace's
 /// tables only when the selection needs it (`all` or a pattern).
 pub async fn resolve_tables(
     dap: &DapClient,
     namespaces: &BTreeMap<String, NamespaceConfig>,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<Vec<TableId>, Error> {
     Ok(crate::scheduler::resolve_tables(dap, namespaces).await?)
 }
 
@@ -124,24 +125,24 @@ pub fn cli_selection(namespace: &str, tables: &str) -> BTreeMap<String, Namespac
 }
 
 /// The outcome of one table in a multi-table command.
-pub type TableResult = ((String, String), Result<Vec<RunReport>, SyncError>);
+pub type TableResult = (TableId, Result<Vec<RunReport>, SyncError>);
 
 /// Runs tables through the engine, at most `concurrency` at a time, in the order given.
 pub async fn sync_tables(
     engine: &Engine,
-    tables: Vec<(String, String)>,
+    tables: Vec<TableId>,
     mode: Mode,
     concurrency: usize,
 ) -> Vec<TableResult> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut running = JoinSet::new();
-    for (index, (namespace, table)) in tables.into_iter().enumerate() {
+    for (index, table) in tables.into_iter().enumerate() {
         let engine = engine.clone();
         let permits = permits.clone();
         running.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let result = engine.sync_table(&namespace, &table, mode).await;
-            (index, ((namespace, table), result))
+            let result = engine.sync_table(&table, mode).await;
+            (index, (table, result))
         });
     }
     let mut results: Vec<(usize, TableResult)> = Vec::new();

@@ -15,6 +15,7 @@ use crate::error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 use crate::schema::TableSchema;
 use crate::sql::{DdlOptions, Dialect};
 use crate::sync::{Mode, ProgressMode, RunReport};
+use crate::table::TableId;
 
 /// Keeps a database copy of Instructure DAP (Canvas Data 2) tables.
 #[derive(Debug, Parser)]
@@ -396,10 +397,10 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     );
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
-    for ((namespace, table), result) in results {
+    for (table, result) in results {
         match result {
             Ok(reports) if reports.is_empty() => {
-                println!("{namespace}.{table}: already initialised")
+                println!("{table}: already initialised")
             }
             Ok(reports) => {
                 for report in reports {
@@ -408,7 +409,7 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
             }
             Err(error) => {
                 failed += 1;
-                println!("{namespace}.{table}: FAILED: {}", error.chain());
+                println!("{table}: FAILED: {}", error.chain());
             }
         }
     }
@@ -423,8 +424,7 @@ fn describe(report: &RunReport) -> String {
         (crate::db::RunKind::Incremental, _) => "incremental".to_owned(),
     };
     format!(
-        "{}.{}: {what}: {} upserted, {} deleted, {} rejected, {} rows, synced until {} (schema v{}) in {:.1}s",
-        report.namespace,
+        "{}: {what}: {} upserted, {} deleted, {} rejected, {} rows, synced until {} (schema v{}) in {:.1}s",
         report.table,
         report.stats.upserted,
         report.stats.deleted,
@@ -450,7 +450,8 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
         if !chosen.selects(&status.table) {
             continue;
         }
-        let schema = match db.sync_state(&status.namespace, &status.table).await? {
+        let id = TableId::new(&status.namespace, &status.table);
+        let schema = match db.sync_state(&id).await? {
             Some(state) => serde_json::from_str(&state.schema_description)
                 .ok()
                 .and_then(|json| {
@@ -464,19 +465,14 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
                 }),
             None => None,
         };
-        let Some(lock) = db.try_lock_table(&status.namespace, &status.table).await? else {
-            println!(
-                "{}.{}: FAILED: being synced by another process",
-                status.namespace, status.table
-            );
+        let Some(lock) = db.try_lock_table(&id).await? else {
+            println!("{id}: FAILED: being synced by another process");
             continue;
         };
-        let result = db
-            .drop_replica(&status.namespace, &status.table, schema.as_ref())
-            .await;
+        let result = db.drop_replica(&id, schema.as_ref()).await;
         lock.release().await;
         result?;
-        println!("{}.{}: dropped", status.namespace, status.table);
+        println!("{id}: dropped");
         dropped += 1;
     }
     if dropped == 0 {

@@ -17,7 +17,8 @@ use crate::db::TablePlan;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::fake::{Changes, FakeDap, FakeDapConfig, FakeTable};
 use crate::schema::TableSchema;
-use crate::status::{Status, StatusView, TableId};
+use crate::status::{Status, StatusView};
+use crate::table::TableId;
 
 /// The tables the demo replicates, with their rows at the start.
 const TABLES: [(&str, &str, u64); 4] = [

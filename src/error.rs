@@ -27,7 +27,7 @@ pub enum Error {
     #[error("table schema")]
     Schema(#[from] SchemaError),
     #[error(transparent)]
-    Sync(#[from] SyncError),
+    Sync(Box<SyncError>),
     #[error("scheduler")]
     Scheduler(#[from] SchedulerError),
     #[error("webhooks")]
@@ -40,6 +40,12 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<SyncError> for Error {
+    fn from(error: SyncError) -> Self {
+        Error::Sync(Box::new(error))
+    }
 }
 
 impl Error {

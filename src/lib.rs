@@ -33,5 +33,6 @@ pub mod secret;
 pub mod sql;
 pub mod status;
 pub mod sync;
+pub mod table;
 pub mod telemetry;
 pub mod webhook;

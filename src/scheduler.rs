@@ -24,8 +24,9 @@ use uuid::Uuid;
 use crate::config::{CronSchedule, NamespaceConfig};
 use crate::dap::{DapClient, DapError};
 use crate::db::{RunKind, TableStatus};
-use crate::status::{SkipReason, Status, TableId};
+use crate::status::{SkipReason, Status};
 use crate::sync::{Engine, Mode, RunReport, SyncError};
+use crate::table::TableId;
 use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 
 /// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).
@@ -271,9 +272,7 @@ impl Runner {
                 return self.status.skipped(table, SkipReason::Paused);
             }
             self.status.started(table);
-            let sync = self
-                .engine
-                .sync_table(&table.namespace, &table.table, Mode::Sync);
+            let sync = self.engine.sync_table(table, Mode::Sync);
             let result = tokio::select! {
                 result = sync => result,
                 () = self.abort.cancelled() => {
@@ -295,7 +294,7 @@ impl Runner {
                 lock(&self.held_by_pause).insert(table.clone());
             }
             drop(permit);
-            if matches!(error, SyncError::Locked { .. }) {
+            if error.is_locked() {
                 info!(table = %table, "another process is syncing the table; tick skipped");
                 return self.status.skipped(table, SkipReason::Locked);
             }
@@ -453,8 +452,7 @@ impl Runner {
         let mut jobs = self.jobs.lock().await;
         let mut wanted: Vec<(TableId, CronSchedule)> = tables
             .into_iter()
-            .map(|(namespace, table)| {
-                let id = TableId::new(namespace, table);
+            .map(|id| {
                 let schedule = self.options.schedule_for(&id).clone();
                 (id, schedule)
             })
@@ -600,12 +598,12 @@ impl Runner {
     }
 }
 
-/// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
+/// Resolves a table selection to tables, asking the API for the namespace's
 /// tables only when the selection needs it (`all` or a pattern).
 pub async fn resolve_tables(
     dap: &DapClient,
     namespaces: &BTreeMap<String, NamespaceConfig>,
-) -> Result<Vec<(String, String)>, DapError> {
+) -> Result<Vec<TableId>, DapError> {
     let mut tables = Vec::new();
     for (namespace, selection) in namespaces {
         let names = if selection.needs_listing() {
@@ -617,7 +615,7 @@ pub async fn resolve_tables(
             names
                 .into_iter()
                 .filter(|t| selection.selects(t))
-                .map(|t| (namespace.clone(), t)),
+                .map(|t| TableId::new(namespace, t)),
         );
     }
     tables.sort();
@@ -639,15 +637,15 @@ fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateT
 fn fallback_tables(
     namespaces: &BTreeMap<String, NamespaceConfig>,
     known: &[TableStatus],
-) -> Vec<(String, String)> {
-    let mut tables: Vec<(String, String)> = known
+) -> Vec<TableId> {
+    let mut tables: Vec<TableId> = known
         .iter()
         .filter(|s| {
             namespaces
                 .get(&s.namespace)
                 .is_some_and(|ns| ns.selects(&s.table))
         })
-        .map(|s| (s.namespace.clone(), s.table.clone()))
+        .map(|s| TableId::new(&s.namespace, &s.table))
         .collect();
     for (namespace, selection) in namespaces.iter().filter(|(_, s)| !s.needs_listing()) {
         tables.extend(
@@ -655,7 +653,7 @@ fn fallback_tables(
                 .tables
                 .iter()
                 .filter(|t| selection.selects(t))
-                .map(|t| (namespace.clone(), t.clone())),
+                .map(|t| TableId::new(namespace, t)),
         );
     }
     tables.sort();
@@ -786,8 +784,8 @@ mod tests {
         assert_eq!(
             tables,
             [
-                ("canvas".to_owned(), "courses".to_owned()),
-                ("canvas_logs".to_owned(), "web_logs".to_owned()),
+                TableId::new("canvas", "courses"),
+                TableId::new("canvas_logs", "web_logs"),
             ]
         );
     }

@@ -10,7 +10,8 @@ use reqwest::Url;
 use serde::Serialize;
 
 use crate::config::{WebhookConfig, WebhookFormat};
-use crate::status::{LastError, TableId};
+use crate::status::LastError;
+use crate::table::TableId;
 
 /// Sent as `User-Agent`.
 const USER_AGENT: &str = concat!("dapsync/", env!("CARGO_PKG_VERSION"));
@@ -58,7 +59,7 @@ impl WebhookEvent {
 impl WebhookEvent {
     /// The body of the POST in `format`.
     pub fn body(&self, format: WebhookFormat) -> serde_json::Value {
-        let table = format!("{}.{}", self.namespace, self.table);
+        let table = TableId::new(&self.namespace, &self.table);
         let uuid = self.uuid.as_deref().unwrap_or("-");
         let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let headline = match self.event {

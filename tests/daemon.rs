@@ -764,12 +764,7 @@ async fn snapshot_of(
     fake: &FakeDap,
     table: &TableId,
 ) -> (DateTime<Utc>, Vec<Value>) {
-    let state = engine
-        .db()
-        .sync_state(&table.namespace, &table.table)
-        .await
-        .unwrap()
-        .unwrap();
+    let state = engine.db().sync_state(table).await.unwrap().unwrap();
     let schema = support::schema(fake, &table.namespace, &table.table);
     let plan = TablePlan::new(engine.db().dialect(), schema);
     let mut rows = engine.db().dump_rows(&plan).await.unwrap();

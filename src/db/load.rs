@@ -33,6 +33,7 @@ use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
 use crate::schema::TableSchema;
 use crate::sql::{self, Dialect, LoadColumns, Statement, TableNames};
+use crate::table::TableId;
 
 /// Where a successful load leaves the table.
 #[derive(Debug, Clone)]
@@ -167,11 +168,12 @@ impl Db {
 
     /// Finishes a MySQL snapshot swap that a crash interrupted (see the module docs). A no-op when
     /// nothing is pending, and on PostgreSQL and SQLite, whose swaps are transactional.
-    pub async fn recover_table(&self, namespace: &str, table: &str) -> Result<(), DbError> {
+    pub async fn recover_table(&self, id: &TableId) -> Result<(), DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         if self.dialect() != Dialect::Mysql {
             return Ok(());
         }
-        let Some(pending) = self.pending_swap(namespace, table).await? else {
+        let Some(pending) = self.pending_swap(id).await? else {
             return Ok(());
         };
         let value: serde_json::Value =
@@ -1229,10 +1231,10 @@ impl Db {
     /// rows. `schema` (from `table_sync`) names the enum types to drop on PostgreSQL.
     pub async fn drop_replica(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         schema: Option<&TableSchema>,
     ) -> Result<(), DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         let d = self.dialect();
         let live = TableNames::live(d, namespace, table);
         let staging = TableNames::staging(d, namespace, table);
@@ -1246,6 +1248,6 @@ impl Db {
         }
         self.apply_statements(&statements, &format!("dropping {namespace}.{table}"))
             .await?;
-        self.forget_table(namespace, table).await
+        self.forget_table(id).await
     }
 }

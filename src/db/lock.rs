@@ -12,6 +12,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres};
 
 use super::{Db, DbError, Pool};
+use crate::table::TableId;
 
 /// A held table lock. Release it with [`TableLock::release`]; dropping it also releases it (the
 /// database connection holding it is closed rather than returned to the pool).
@@ -30,13 +31,9 @@ enum Held {
 
 impl Db {
     /// Takes the lock of a table if nobody holds it; `None` if another run holds it.
-    pub async fn try_lock_table(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<Option<TableLock>, DbError> {
-        let name = format!("dapsync:{namespace}.{table}");
-        let context = format!("locking {namespace}.{table}");
+    pub async fn try_lock_table(&self, table: &TableId) -> Result<Option<TableLock>, DbError> {
+        let name = format!("dapsync:{table}");
+        let context = format!("locking {table}");
         let held = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;

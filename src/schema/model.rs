@@ -4,6 +4,8 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use crate::table::TableId;
+
 /// The string DAP puts in place of a value too large to export.
 pub const TRUNCATION_PLACEHOLDER: &str = "__dap_oversized_truncated__";
 
@@ -105,6 +107,11 @@ pub enum SchemaError {
 }
 
 impl TableSchema {
+    /// The table this schema describes.
+    pub fn id(&self) -> TableId {
+        TableId::new(&self.namespace, &self.table)
+    }
+
     /// Parses a schema envelope `{"schema": S, "version": N}` as the API returns it.
     pub fn from_envelope(
         namespace: &str,

@@ -7,7 +7,6 @@ mod metrics;
 pub use metrics::METRICS_CONTENT_TYPE;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use crate::config::CronSchedule;
 use crate::dap::DapClient;
 use crate::db::{ObjectWarning, RunKind, RunOutcome, TableStatus};
 use crate::sync::{RunReport, SyncError};
+pub use crate::table::TableId;
 
 use metrics::TableCounters;
 
@@ -28,29 +28,6 @@ pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
 
 /// Events kept for subscribers that fall behind.
 const EVENT_BACKLOG: usize = 1024;
-
-/// A table, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct TableId {
-    pub namespace: String,
-    pub table: String,
-}
-
-impl TableId {
-    /// The table `namespace.table`.
-    pub fn new(namespace: impl Into<String>, table: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            table: table.into(),
-        }
-    }
-}
-
-impl fmt::Display for TableId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.namespace, self.table)
-    }
-}
 
 /// What a table is doing, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

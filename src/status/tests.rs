@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::db::{LoadStats, RunKind, TableStatus};
-use crate::sync::{RunReport, SyncError};
+use crate::sync::{RunReport, SyncError, SyncErrorKind};
 
 fn id(table: &str) -> TableId {
     TableId::new("canvas", table)
@@ -19,8 +19,7 @@ fn hourly(tables: &[&str]) -> Vec<(TableId, CronSchedule)> {
 
 fn report(table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -> RunReport {
     RunReport {
-        namespace: "canvas".into(),
-        table: table.into(),
+        table: id(table),
         kind,
         reason: (kind == RunKind::Snapshot).then_some("initial"),
         job_id: "job-1".into(),
@@ -40,10 +39,10 @@ fn report(table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -
 }
 
 fn failure() -> SyncError {
-    SyncError::State {
-        table: "canvas.courses".into(),
-        reason: "something is off".into(),
-    }
+    SyncError::new(
+        id("courses"),
+        SyncErrorKind::State("something is off".into()),
+    )
 }
 
 #[test]
