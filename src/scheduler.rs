@@ -257,24 +257,31 @@ impl Runner {
     /// One table run: a slot, the sync, and retries of transient errors.
     async fn run(self: &Arc<Self>, table: &TableId) {
         let started = Instant::now();
+        // Time spent waiting for a slot or the query budget: reported apart from the run's.
+        let mut queued = Duration::ZERO;
         let mut attempt = 1;
         loop {
             self.status.queued(table);
+            let waiting = Instant::now();
             // The semaphore is never closed: this waits for a permit.
             let permit = tokio::select! {
                 biased;
                 () = self.stopping.cancelled() => return self.status.abandoned(table),
                 permit = self.permits.acquire() => permit,
             };
+            queued += waiting.elapsed();
             if let Some(until) = self.paused_until() {
                 info!(table = %table, until = %until, "every table is paused; the table runs when the pause ends");
                 lock(&self.held_by_pause).insert(table.clone());
                 return self.status.skipped(table, SkipReason::Paused);
             }
             self.status.started(table);
-            let sync = self.engine.sync_table(table, Mode::Sync);
+            let sync = crate::dap::rate_limit_wait_of(self.engine.sync_table(table, Mode::Sync));
             let result = tokio::select! {
-                result = sync => result,
+                (result, waited) = sync => {
+                    queued += waited;
+                    result
+                }
                 () = self.abort.cancelled() => {
                     warn!(table = %table, "run cut off at shutdown; its transaction is rolled back");
                     return self.status.abandoned(table);
@@ -283,7 +290,7 @@ impl Runner {
             let error = match result {
                 Ok(reports) => {
                     drop(permit);
-                    return self.succeeded(table, &reports, started.elapsed());
+                    return self.succeeded(table, &reports, started.elapsed(), queued);
                 }
                 Err(error) => error,
             };
@@ -317,11 +324,19 @@ impl Runner {
                 attempt += 1;
                 continue;
             }
-            return self.failed(table, &error, attempt, started.elapsed());
+            return self.failed(table, &error, attempt, started.elapsed(), queued);
         }
     }
 
-    fn succeeded(&self, table: &TableId, reports: &[RunReport], duration: Duration) {
+    fn succeeded(
+        &self,
+        table: &TableId,
+        reports: &[RunReport],
+        elapsed: Duration,
+        queued: Duration,
+    ) {
+        let duration = elapsed.saturating_sub(queued);
+        self.status.queue_time(table, queued);
         let recovered_from = self.status.succeeded(table, reports, duration);
         let last = reports.last();
         info!(
@@ -337,6 +352,7 @@ impl Runner {
             rows = last.map_or(0, |r| r.stats.row_count),
             watermark = %last.map(|r| r.watermark.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default(),
             duration_ms = duration.as_millis() as u64,
+            queued_ms = queued.as_millis() as u64,
             "table run finished"
         );
         if let Some(error) = recovered_from {
@@ -345,7 +361,16 @@ impl Runner {
         }
     }
 
-    fn failed(&self, table: &TableId, error: &SyncError, attempts: u32, duration: Duration) {
+    fn failed(
+        &self,
+        table: &TableId,
+        error: &SyncError,
+        attempts: u32,
+        elapsed: Duration,
+        queued: Duration,
+    ) {
+        let duration = elapsed.saturating_sub(queued);
+        self.status.queue_time(table, queued);
         let started_failing_with = self.status.failed(table, error, duration);
         error!(
             table = %table,
@@ -354,6 +379,7 @@ impl Runner {
             error_type = %error.type_name(),
             uuid = error.uuid().unwrap_or("-"),
             duration_ms = duration.as_millis() as u64,
+            queued_ms = queued.as_millis() as u64,
             error = %error.chain(),
             "table run failed"
         );

@@ -9,5 +9,6 @@ mod daemon;
 mod dap;
 mod engine;
 mod formats;
+mod monitoring;
 mod preserve;
 mod schema;

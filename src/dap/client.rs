@@ -338,7 +338,13 @@ impl DapClient {
         query: Query,
     ) -> Result<CompleteJob, DapError> {
         let job = self.start_query(namespace, table, query).await?;
-        self.wait_for_job(job).await
+        let started = Instant::now();
+        let result = self.wait_for_job(job).await;
+        // A job the API answered (complete or failed), not one given up on for a transport error.
+        if matches!(&result, Ok(_) | Err(DapError::JobFailed { .. })) {
+            self.inner.metrics.job_waited(started.elapsed());
+        }
+        result
     }
 
     /// Pre-signed URLs for objects, asked for in batches of `url_batch_size`.

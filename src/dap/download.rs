@@ -239,22 +239,23 @@ impl Inner {
             reason,
         };
         // The URL carries a signature: keep it out of errors. No Authorization header either.
+        let sent = tokio::time::Instant::now();
         let response = match timeout(idle, self.http.get(url).send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                self.metrics.request(DOWNLOAD, None);
+                self.metrics.request(DOWNLOAD, None, sent.elapsed());
                 return Err(DapError::Transport {
                     endpoint: DOWNLOAD,
                     source: e.without_url(),
                 });
             }
             Err(_) => {
-                self.metrics.request(DOWNLOAD, None);
+                self.metrics.request(DOWNLOAD, None, sent.elapsed());
                 return Err(incomplete(format!("no answer within {idle:?}")));
             }
         };
         let status = response.status().as_u16();
-        self.metrics.request(DOWNLOAD, Some(status));
+        self.metrics.request(DOWNLOAD, Some(status), sent.elapsed());
         if !response.status().is_success() {
             let error = if matches!(status, 403 | 404) {
                 refused_url(object_id, status)

@@ -40,15 +40,17 @@ impl Inner {
         request: RequestBuilder,
     ) -> Result<Bytes, DapError> {
         let transport = |source| DapError::Transport { endpoint, source };
+        let sent = tokio::time::Instant::now();
         let response = match request.timeout(self.options.request_timeout).send().await {
             Ok(response) => response,
             Err(e) => {
-                self.metrics.request(endpoint, None);
+                self.metrics.request(endpoint, None, sent.elapsed());
                 return Err(transport(e));
             }
         };
         let status = response.status();
-        self.metrics.request(endpoint, Some(status.as_u16()));
+        self.metrics
+            .request(endpoint, Some(status.as_u16()), sent.elapsed());
         let retry_after = retry_after(response.headers(), Utc::now());
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {

@@ -1,16 +1,87 @@
-//! Counters of what the client did, for the daemon's `/metrics` endpoint.
+//! Counters of what the client did, for the daemon's `/metrics` endpoint, and the measure of the
+//! time a task spent waiting for the query rate limiter (see [`rate_limit_wait_of`]).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Upper bounds of the request duration buckets, in seconds.
+pub const REQUEST_BUCKETS: [f64; 11] =
+    [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Upper bounds of the job wait buckets, in seconds: from a job answered at once to one queued
+/// behind a busy lake for hours.
+pub const JOB_WAIT_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+];
+
+/// Observations counted per bucket (not cumulative; the exposition accumulates them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// The buckets' upper bounds, ascending.
+    pub bounds: &'static [f64],
+    /// Observations per bucket: `buckets[i]` counts those above `bounds[i - 1]` and at most
+    /// `bounds[i]`; those above the last bound are only in `count`.
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds`.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// Counts one observation.
+    pub fn observe(&mut self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|&bound| value <= bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
+tokio::task_local! {
+    static RATE_LIMIT_WAIT: Cell<Duration>;
+}
+
+/// Runs `work` and returns its output with the time it spent waiting for the client-side query
+/// rate limiter (in this task; work spawned onto other tasks is not counted). The scheduler
+/// reports that time as queue time, apart from the run's own.
+pub async fn rate_limit_wait_of<F: Future>(work: F) -> (F::Output, Duration) {
+    let waited = Cell::new(Duration::ZERO);
+    RATE_LIMIT_WAIT
+        .scope(waited, async {
+            let output = work.await;
+            (output, RATE_LIMIT_WAIT.with(Cell::get))
+        })
+        .await
+}
+
 /// A snapshot of the client's counters since it was built. Endpoint names are `login`,
 /// `list_tables`, `get_schema`, `start_query`, `get_job`, `object_urls` and `download`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientMetrics {
     /// Requests by endpoint and outcome: the HTTP status (`"200"`), or `"error"` when no answer
     /// came (connection failure, timeout).
     pub requests: BTreeMap<(&'static str, String), u64>,
+    /// How long requests took until their answer's head came, by endpoint and outcome (as
+    /// `requests`).
+    pub request_durations: BTreeMap<(&'static str, String), Histogram>,
+    /// Answers `429 Too Many Requests`, by endpoint.
+    pub rate_limited: BTreeMap<&'static str, u64>,
+    /// From a query's start (the API's answer to it) to its job's end, complete or failed, in
+    /// seconds.
+    pub job_waits: Histogram,
     /// Requests sent again after a transient failure, by endpoint.
     pub retries: BTreeMap<&'static str, u64>,
     /// Successful logins.
@@ -27,6 +98,24 @@ pub struct ClientMetrics {
     pub malformed_lines: u64,
 }
 
+impl Default for ClientMetrics {
+    fn default() -> Self {
+        Self {
+            requests: BTreeMap::new(),
+            request_durations: BTreeMap::new(),
+            rate_limited: BTreeMap::new(),
+            job_waits: Histogram::new(&JOB_WAIT_BUCKETS),
+            retries: BTreeMap::new(),
+            logins: 0,
+            rate_limit_waits: 0,
+            rate_limit_wait_seconds: 0.0,
+            bytes_downloaded: 0,
+            records_decoded: 0,
+            malformed_lines: 0,
+        }
+    }
+}
+
 /// The live counters behind [`ClientMetrics`], shared by all clones of a client.
 #[derive(Debug, Default)]
 pub(super) struct Metrics(Mutex<ClientMetrics>);
@@ -36,10 +125,24 @@ impl Metrics {
         self.update(|m| m.clone())
     }
 
-    /// Counts a request; `status` is `None` when no answer came.
-    pub(super) fn request(&self, endpoint: &'static str, status: Option<u16>) {
+    /// Counts a request that took `took`; `status` is `None` when no answer came.
+    pub(super) fn request(&self, endpoint: &'static str, status: Option<u16>, took: Duration) {
         let outcome = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        self.update(|m| *m.requests.entry((endpoint, outcome)).or_default() += 1);
+        self.update(|m| {
+            *m.requests.entry((endpoint, outcome.clone())).or_default() += 1;
+            m.request_durations
+                .entry((endpoint, outcome))
+                .or_insert_with(|| Histogram::new(&REQUEST_BUCKETS))
+                .observe(took.as_secs_f64());
+            if status == Some(429) {
+                *m.rate_limited.entry(endpoint).or_default() += 1;
+            }
+        });
+    }
+
+    /// Counts a job that ended after `waited` since its query started.
+    pub(super) fn job_waited(&self, waited: Duration) {
+        self.update(|m| m.job_waits.observe(waited.as_secs_f64()));
     }
 
     pub(super) fn retry(&self, endpoint: &'static str) {
@@ -51,6 +154,8 @@ impl Metrics {
     }
 
     pub(super) fn rate_limit_wait(&self, waited: Duration) {
+        // Outside a measured task there is nobody to tell.
+        let _ = RATE_LIMIT_WAIT.try_with(|total| total.set(total.get() + waited));
         self.update(|m| {
             m.rate_limit_waits += 1;
             m.rate_limit_wait_seconds += waited.as_secs_f64();

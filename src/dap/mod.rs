@@ -18,7 +18,9 @@ pub use client::{
 pub use download::RecordStream;
 pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};
-pub use metrics::ClientMetrics;
+pub use metrics::{
+    ClientMetrics, Histogram, JOB_WAIT_BUCKETS, REQUEST_BUCKETS, rate_limit_wait_of,
+};
 pub use record::{Action, LineDecoder, MalformedLine, Record, RecordBatch, RecordDecoder};
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::process::ProcessStats;
 use super::{Entry, SkipReason, Status, TableId, snapshot_reason};
+use crate::dap::Histogram;
 use crate::sync::RunReport;
 
 /// The `Content-Type` of [`Status::render_metrics`].
@@ -19,8 +21,14 @@ const DURATION_BUCKETS: [f64; 11] = [
     0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
 ];
 
+/// Upper bounds of the queue time buckets, in seconds: from a free slot to a long wait behind
+/// the concurrency limit or the query budget.
+const QUEUE_BUCKETS: [f64; 11] = [
+    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+
 /// What happened to one table since the process started.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct TableCounters {
     succeeded: u64,
     failed: u64,
@@ -32,6 +40,24 @@ pub(super) struct TableCounters {
     deleted: u64,
     rejected: u64,
     durations: Histogram,
+    queued: Histogram,
+}
+
+impl Default for TableCounters {
+    fn default() -> Self {
+        Self {
+            succeeded: 0,
+            failed: 0,
+            retries: 0,
+            skipped: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            upserted: 0,
+            deleted: 0,
+            rejected: 0,
+            durations: Histogram::new(&DURATION_BUCKETS),
+            queued: Histogram::new(&QUEUE_BUCKETS),
+        }
+    }
 }
 
 impl TableCounters {
@@ -57,23 +83,9 @@ impl TableCounters {
     pub(super) fn skip(&mut self, reason: SkipReason) {
         *self.skipped.entry(reason).or_default() += 1;
     }
-}
 
-/// Observations counted per bucket (not cumulative; rendering accumulates).
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; DURATION_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, value: f64) {
-        if let Some(i) = DURATION_BUCKETS.iter().position(|&bound| value <= bound) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += value;
+    pub(super) fn queue(&mut self, queued: Duration) {
+        self.queued.observe(queued.as_secs_f64());
     }
 }
 
@@ -124,7 +136,7 @@ impl Exposition {
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
         let mut cumulative = 0;
         let bucket = format!("{name}_bucket");
-        for (bound, count) in DURATION_BUCKETS.iter().zip(histogram.buckets) {
+        for (bound, count) in histogram.bounds.iter().zip(&histogram.buckets) {
             cumulative += count;
             let le = number(*bound);
             let labels: Vec<_> = labels
@@ -165,7 +177,7 @@ type TableGauge = (
     fn(&Entry, DateTime<Utc>) -> Option<f64>,
 );
 
-const TABLE_GAUGES: [TableGauge; 7] = [
+const TABLE_GAUGES: [TableGauge; 8] = [
     (
         "dapsync_table_lag_seconds",
         "Now minus the instant the table copy is current to.",
@@ -205,6 +217,11 @@ const TABLE_GAUGES: [TableGauge; 7] = [
         "dapsync_table_consecutive_failures",
         "Failed runs of the table since its last success.",
         |e, _| Some(e.consecutive_failures as f64),
+    ),
+    (
+        "dapsync_table_schedule_period_seconds",
+        "Time between the table's next two scheduled runs.",
+        |e, now| e.schedule_period(now).map(|p| p.as_secs_f64()),
     ),
 ];
 
@@ -304,11 +321,27 @@ impl Status {
             out.family(
                 name,
                 Kind::Histogram,
-                "Duration of table runs, retries included.",
+                "Duration of table runs, retries included, time queued for a slot or a query left out.",
             );
             for (id, entry) in &tables {
                 out.histogram(name, &labels(id), &entry.counters.durations);
             }
+            let name = "dapsync_table_queue_seconds";
+            out.family(
+                name,
+                Kind::Histogram,
+                "Time table runs waited for a slot (max_concurrent_tables) or for the query budget.",
+            );
+            for (id, entry) in &tables {
+                out.histogram(name, &labels(id), &entry.counters.queued);
+            }
+            let name = "dapsync_build_info";
+            out.family(
+                name,
+                Kind::Gauge,
+                "Always 1; the labels say which dapsync runs.",
+            );
+            out.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
             let process: [(&str, Kind, &str, f64); 4] = [
                 (
                     "dapsync_start_time_seconds",
@@ -360,6 +393,32 @@ impl Status {
             for (endpoint, n) in &client.retries {
                 out.sample(name, &[("endpoint", *endpoint)], *n as f64);
             }
+            let name = "dapsync_dap_request_duration_seconds";
+            out.family(
+                name,
+                Kind::Histogram,
+                "DAP API request latency until the answer's head, by endpoint and HTTP status.",
+            );
+            for ((endpoint, status), histogram) in &client.request_durations {
+                let labels = [("endpoint", *endpoint), ("status", status.as_str())];
+                out.histogram(name, &labels, histogram);
+            }
+            let name = "dapsync_dap_rate_limited_total";
+            out.family(
+                name,
+                Kind::Counter,
+                "DAP API answers 429 Too Many Requests, by endpoint.",
+            );
+            for (endpoint, n) in &client.rate_limited {
+                out.sample(name, &[("endpoint", *endpoint)], *n as f64);
+            }
+            let name = "dapsync_dap_job_wait_seconds";
+            out.family(
+                name,
+                Kind::Histogram,
+                "Time from a query's start to its job's end.",
+            );
+            out.histogram(name, &[], &client.job_waits);
             let totals: [(&str, &str, f64); 6] = [
                 (
                     "dapsync_dap_logins_total",
@@ -397,7 +456,56 @@ impl Status {
                 out.sample(name, &[], value);
             }
         }
+        process_metrics(&mut out, &ProcessStats::read());
         out.text
+    }
+}
+
+/// The `process_*` families of Prometheus' client libraries.
+fn process_metrics(out: &mut Exposition, stats: &ProcessStats) {
+    let families: [(&str, Kind, &str, Option<f64>); 6] = [
+        (
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "Total user and system CPU time spent in seconds.",
+            stats.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
+            stats.resident_memory_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            Kind::Gauge,
+            "Virtual memory size in bytes.",
+            stats.virtual_memory_bytes,
+        ),
+        (
+            "process_start_time_seconds",
+            Kind::Gauge,
+            "Start time of the process since unix epoch in seconds.",
+            stats.start_time_seconds,
+        ),
+        (
+            "process_open_fds",
+            Kind::Gauge,
+            "Number of open file descriptors.",
+            stats.open_fds,
+        ),
+        (
+            "process_max_fds",
+            Kind::Gauge,
+            "Maximum number of open file descriptors.",
+            stats.max_fds,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        if let Some(value) = value {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
     }
 }
 

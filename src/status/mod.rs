@@ -3,6 +3,7 @@
 //! HTTP endpoint and the tests read it. Cheap to clone; every clone sees the same state.
 
 mod metrics;
+mod process;
 
 pub use metrics::METRICS_CONTENT_TYPE;
 
@@ -286,6 +287,13 @@ impl Entry {
         }
     }
 
+    /// The time between the schedule's next two ticks.
+    fn schedule_period(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let next = self.schedule.next_after(now)?;
+        let after = self.schedule.next_after(next)?;
+        (after - next).to_std().ok()
+    }
+
     fn lag(&self, now: DateTime<Utc>) -> Option<f64> {
         self.synced_until
             .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
@@ -481,6 +489,12 @@ impl Status {
             },
         );
         started_failing
+    }
+
+    /// The table's run (done now) waited `queued` for a slot or the query budget, apart from its
+    /// run time.
+    pub fn queue_time(&self, id: &TableId, queued: Duration) {
+        self.with_table(id, |entry| entry.counters.queue(queued));
     }
 
     /// A tick did not run the table.
