@@ -87,6 +87,7 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
         on_invalid_record: config.sync.on_invalid_record,
         validate_records: config.sync.validate_records,
         repeated_keys: config.sync.repeated_key_tables(),
+        max_rejected_fraction: config.sync.max_rejected_fraction,
         progress,
     }
 }

@@ -114,6 +114,8 @@ pub struct SyncConfig {
     pub validate_records: bool,
     /// Tables whose keys may repeat within one result (loaded last-one-wins).
     pub repeated_keys: Vec<String>,
+    /// A snapshot or incremental whose share of rejected records is above this is not applied.
+    pub max_rejected_fraction: f64,
     /// Time running table runs get to finish after SIGTERM before they are rolled back.
     pub shutdown_grace: HumanDuration,
 }
@@ -231,6 +233,7 @@ impl Default for SyncConfig {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
+            max_rejected_fraction: 0.01,
             shutdown_grace: HumanDuration::secs(60),
         }
     }
@@ -513,6 +516,12 @@ impl Config {
                     format!("must not be shorter than {min_key}"),
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.sync.max_rejected_fraction) {
+            return Err(ConfigError::invalid(
+                "sync.max_rejected_fraction",
+                "must be between 0 and 1",
+            ));
         }
         for (ns, namespace) in &self.namespaces {
             if namespace.tables.is_empty() {
@@ -937,6 +946,10 @@ mod tests {
             ("[dap]\njob_poll_max = \"0s\"\n", "dap.job_poll_max"),
             ("[dap]\nmax_backoff = \"100ms\"\n", "dap.max_backoff"),
             ("[dap]\nrequest_timeout = \"0s\"\n", "dap.request_timeout"),
+            (
+                "[sync]\nmax_rejected_fraction = 1.5\n",
+                "sync.max_rejected_fraction",
+            ),
         ];
         for (toml, expected) in cases {
             let err = load(toml, &[]).unwrap_err();

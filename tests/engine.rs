@@ -218,7 +218,11 @@ async fn bad_records_go_to_the_reject_table_and_lose_nothing() {
         let fake = support::fake(&[]).await;
         fake.add_table(table);
         let db = TestDb::new(dialect).await;
-        let engine = support::engine(&fake, &db).await;
+        // 6 bad lines in 36 are far above the rejects guard's default share.
+        let engine = crate::support::replica::engine_with(&fake, &db, |c| {
+            c.sync.max_rejected_fraction = 0.5
+        })
+        .await;
         let runs = engine
             .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await

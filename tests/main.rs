@@ -9,6 +9,7 @@ mod daemon;
 mod dap;
 mod engine;
 mod formats;
+mod guard;
 mod monitoring;
 mod preserve;
 mod schema;

@@ -319,6 +319,15 @@ impl Load {
         sent.and(result)
     }
 
+    /// Abandons the load and waits until the writer has rolled it back, so that nothing of it
+    /// is still running when the table's lock is released.
+    pub async fn abort(mut self) {
+        self.sender = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
     async fn send(&mut self, msg: Msg) -> Result<(), DbError> {
         let Some(sender) = &self.sender else {
             return Err(DbError::Inconsistent("the load has already ended".into()));

@@ -10,6 +10,7 @@
 //!   recorded and answered with a re-snapshot.
 
 mod decode;
+mod guard;
 mod progress;
 
 use std::collections::HashSet;
@@ -34,12 +35,14 @@ use crate::table::TableId;
 use progress::Progress;
 
 /// How a table is treated by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     pub on_invalid_record: OnInvalidRecord,
     pub validate_records: bool,
     /// Tables whose keys may repeat within one result.
     pub repeated_keys: Vec<TableId>,
+    /// A result whose share of rejected records is above this is not applied.
+    pub max_rejected_fraction: f64,
     pub progress: ProgressMode,
 }
 
@@ -56,6 +59,7 @@ impl Default for SyncOptions {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
             repeated_keys: crate::config::SyncConfig::default().repeated_key_tables(),
+            max_rejected_fraction: 0.01,
             progress: ProgressMode::Log,
         }
     }
@@ -112,6 +116,14 @@ pub enum SyncErrorKind {
     Schema(#[source] SchemaError),
     #[error("{count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}")]
     InvalidRecords { count: usize, reason: String },
+    #[error(
+        "{count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
+    )]
+    TooManyRejects {
+        count: u64,
+        records: u64,
+        reason: String,
+    },
     #[error("{0}")]
     State(String),
 }
@@ -163,6 +175,7 @@ impl SyncError {
             SyncErrorKind::Db(source) => source.is_transient(),
             SyncErrorKind::Schema(_)
             | SyncErrorKind::InvalidRecords { .. }
+            | SyncErrorKind::TooManyRejects { .. }
             | SyncErrorKind::State(_) => false,
         }
     }
@@ -185,6 +198,7 @@ impl SyncError {
             SyncErrorKind::Db(_) => "DatabaseError".into(),
             SyncErrorKind::Schema(_) => "SchemaError".into(),
             SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),
+            SyncErrorKind::TooManyRejects { .. } => "TooManyRejects".into(),
             SyncErrorKind::State(_) => "StateError".into(),
         }
     }
@@ -428,9 +442,13 @@ impl Engine {
             .db
             .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
             .await?;
-        let bytes = self
-            .pump(&plan, job, &mut load, false, repeated_keys)
-            .await?;
+        let bytes = match self.pump(&plan, job, &mut load, false, repeated_keys).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -524,9 +542,13 @@ impl Engine {
             .begin_incremental(plan.clone(), attempt.run_id)
             .await?;
         let repeated_keys = self.repeats_keys(id);
-        let bytes = self
-            .pump(&plan, &job, &mut load, true, repeated_keys)
-            .await?;
+        let bytes = match self.pump(&plan, &job, &mut load, true, repeated_keys).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                load.abort().await;
+                return Err(error);
+            }
+        };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
             run_id: attempt.run_id,
@@ -604,7 +626,7 @@ impl Engine {
         }
         let mut progress = Progress::new(&label, self.options.progress);
         let mut bytes = 0u64;
-        let mut invalid = 0usize;
+        let mut tally = guard::RejectTally::default();
         while let Some(batch) = stream.next_batch().await {
             let batch = batch?;
             bytes += batch.bytes;
@@ -620,6 +642,7 @@ impl Engine {
             let mut rows = Vec::new();
             let mut changes = Vec::new();
             let records = batch.records.len();
+            let lines = records + rejects.len();
             for decoded in batch.records {
                 match decoded {
                     Decoded::Upsert(row) if incremental => {
@@ -630,15 +653,13 @@ impl Engine {
                     Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
-            if !rejects.is_empty() {
-                invalid += rejects.len();
-                if self.options.on_invalid_record == OnInvalidRecord::Fail {
-                    let reason = rejects.swap_remove(0).reason;
-                    return Err(SyncErrorKind::InvalidRecords {
-                        count: invalid,
-                        reason,
-                    });
-                }
+            tally.add(lines, rejects.iter().map(|r| r.reason.as_str()));
+            if !rejects.is_empty() && self.options.on_invalid_record == OnInvalidRecord::Fail {
+                let reason = rejects.swap_remove(0).reason;
+                return Err(SyncErrorKind::InvalidRecords {
+                    count: tally.rejected() as usize,
+                    reason,
+                });
             }
             if incremental {
                 load.changes(changes).await?;
@@ -650,8 +671,16 @@ impl Engine {
             crate::failpoint::hit("sync.batch");
         }
         progress.finish();
-        if invalid > 0 {
-            tracing::warn!(table = %label, rejected = invalid, "records went to the reject table");
+        if let Err(refused) = tally.check(self.options.max_rejected_fraction) {
+            tracing::warn!(table = %label, rejected = refused.rejected, records = refused.records, "too many records rejected; the result is not applied");
+            return Err(SyncErrorKind::TooManyRejects {
+                count: refused.rejected,
+                records: refused.records,
+                reason: refused.first_reason,
+            });
+        }
+        if tally.rejected() > 0 {
+            tracing::warn!(table = %label, rejected = tally.rejected(), "records went to the reject table");
         }
         Ok(bytes)
     }
