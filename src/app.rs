@@ -16,13 +16,89 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
-use crate::error::Error;
+use crate::config::ConfigError;
+use crate::dap::DapError;
+use crate::db::DbError;
+use crate::scheduler::SchedulerError;
+use crate::schema::SchemaError;
+use crate::webhook::WebhookError;
 use crate::notify::Notifier;
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::status::Status;
 use crate::sync::{Engine, Mode, ProgressMode, RunReport, SyncError, SyncOptions};
 use crate::table::TableId;
 use crate::webhook::Webhooks;
+
+/// Exit code: one or more tables failed, or the command failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: the command line is invalid (clap's own code).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the configuration is invalid or incomplete.
+pub const EXIT_CONFIG: i32 = 3;
+
+/// Anything that stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("DAP API")]
+    Dap(#[from] DapError),
+    #[error("database")]
+    Db(#[from] DbError),
+    #[error("table schema")]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Sync(Box<SyncError>),
+    #[error("scheduler")]
+    Scheduler(#[from] SchedulerError),
+    #[error("webhooks")]
+    Webhook(#[from] WebhookError),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<SyncError> for Error {
+    fn from(error: SyncError) -> Self {
+        Error::Sync(Box::new(error))
+    }
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Dap(e) => e.is_transient(),
+            Error::Db(e) => e.is_transient(),
+            Error::Sync(e) => e.is_transient(),
+            Error::Config(_)
+            | Error::Schema(_)
+            | Error::Scheduler(_)
+            | Error::Webhook(_)
+            | Error::Io { .. }
+            | Error::Usage(_) => false,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => EXIT_CONFIG,
+            Error::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The error and its causes on one line.
+    pub fn chain(&self) -> String {
+        crate::error::chain(self)
+    }
+}
 
 /// The DAP client options the configuration describes.
 pub fn client_options(config: &Config) -> Result<ClientOptions, Error> {
@@ -105,7 +181,7 @@ pub async fn resolve_tables(
     dap: &DapClient,
     namespaces: &BTreeMap<String, NamespaceConfig>,
 ) -> Result<Vec<TableId>, Error> {
-    Ok(crate::scheduler::resolve_tables(dap, namespaces).await?)
+    Ok(crate::sync::resolve_tables(dap, namespaces).await?)
 }
 
 /// The selection `--namespace NS --table a,b|all` as a namespace configuration.

@@ -11,8 +11,34 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::secret::{REDACTED, Secret};
-use crate::sql::{Dialect, EnumMode};
 use crate::table::{TableId, glob_match};
+
+/// A supported target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    #[serde(alias = "mariadb")]
+    Mysql,
+    /// SQLite.
+    Sqlite,
+}
+
+/// How string enums are stored on PostgreSQL.
+///
+/// The mode applies when a table is created; the ALTERs for later schema versions assume the
+/// table was created in the current mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnumMode {
+    /// A native enum type per column, named `"<ns>"."<table>__<column>"` (the official client's way).
+    #[default]
+    Native,
+    /// Plain `text` with a CHECK constraint listing the values (readable by every BI tool).
+    Text,
+}
 
 /// Where the configuration file is looked for when `--config` is not given, in order.
 pub const DEFAULT_PATHS: [&str; 2] = ["config/dapsync.toml", "/etc/dapsync/dapsync.toml"];

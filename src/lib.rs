@@ -8,20 +8,44 @@
 //!                    ├─► http            │  ├► db ─► sql ─► schema
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
 //!                                        └─► http reads status only
-//! config, error, secret: type-only leaves anyone may use.
-//! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
-//! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.
-//! demo: `dapsync demo`, the fake server and the real daemon together (uses app, fake, cli's
-//! status table).
+//! config, error, table (TableId), secret, failpoint: type-only leaves anyone may use.
 //! ```
+//!
+//! The arrows one module a line, as `tests/architecture.rs` reads them: it builds the graph from
+//! the `use crate::...` lines and `crate::x::` paths of `src/**/*.rs` and fails on any arrow not
+//! listed here. Leaves may use only leaves.
+//!
+//! ```text
+//! arrows:
+//! cli       ─► app sync status db dap fake schema sql telemetry
+//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema
+//! scheduler ─► sync status webhook
+//! http      ─► status
+//! webhook   ─► status
+//! notify    ─►
+//! telemetry ─►
+//! sync      ─► dap db schema status
+//! status    ─► db dap
+//! dap       ─►
+//! db        ─► sql schema
+//! sql       ─► schema
+//! schema    ─►
+//! fake      ─►
+//! leaves    ─► config error table secret failpoint
+//! ```
+//!
+//! - `cli` holds the commands, `demo` (the fake server and the real daemon together) and `bench`
+//!   (which measures the database and the API directly, so it uses them directly).
+//! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
+//!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and
+//!   errors.
+//! - `fake`: the fake DAP server for tests, the demo and the benchmark.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dap;
 pub mod db;
-pub mod demo;
 pub mod error;
 pub mod failpoint;
 pub mod fake;

@@ -35,6 +35,7 @@ pub use preserve::ObjectWarning;
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
 use crate::config::DatabaseUrl;
+use crate::schema::{SchemaDiff, TableSchema};
 use crate::sql::{DdlOptions, Dialect, Statement};
 
 /// A database error, with what dapsync was doing.
@@ -221,6 +222,42 @@ impl Db {
             Pool::Mysql(_) => Dialect::Mysql,
             Pool::Sqlite(_) => Dialect::Sqlite,
         }
+    }
+
+    /// How `schema`'s table is named and shaped in this database.
+    pub fn plan(&self, schema: TableSchema) -> TablePlan {
+        TablePlan::new(self.dialect(), schema)
+    }
+
+    /// Whether a snapshot loads faster with its objects one after the other, keys in order:
+    /// InnoDB's clustered index loads far faster so than with keys interleaved from several
+    /// objects, and InnoDB, not decoding, bounds the pace.
+    pub fn loads_in_key_order(&self) -> bool {
+        self.dialect() == Dialect::Mysql
+    }
+
+    /// Schema evolution: brings the live table from `old` to `new` in place with the ALTERs
+    /// `diff` needs, in run `run_id`, keeping the user's objects on it.
+    pub async fn evolve_table(
+        &self,
+        old: &TableSchema,
+        new: &TableSchema,
+        diff: &SchemaDiff,
+        run_id: i64,
+    ) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let plan = self.plan(new.clone());
+        let existing = self.live_columns(&plan.live).await?;
+        let statements =
+            dialect.alter_table(old, new, diff, &plan.live, &existing, &self.ddl_options());
+        // preserve (issue 11): the user's views survive the ALTERs.
+        self.alter_preserving(
+            &plan.live,
+            &statements,
+            run_id,
+            &format!("altering {}", new.id()),
+        )
+        .await
     }
 
     /// The DDL choices this database was opened with.

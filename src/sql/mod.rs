@@ -22,34 +22,8 @@ pub use postgres::create_schema as pg_create_schema;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::{Dialect, EnumMode};
 use crate::schema::{Change, Column, ColumnType, SchemaDiff, TRUNCATION_PLACEHOLDER, TableSchema};
-
-/// A supported target database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    #[serde(alias = "mariadb")]
-    Mysql,
-    /// SQLite.
-    Sqlite,
-}
-
-/// How string enums are stored on PostgreSQL.
-///
-/// The mode applies when a table is created; the ALTERs for later schema versions assume the
-/// table was created in the current mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnumMode {
-    /// A native enum type per column, named `"<ns>"."<table>__<column>"` (the official client's way).
-    #[default]
-    Native,
-    /// Plain `text` with a CHECK constraint listing the values (readable by every BI tool).
-    Text,
-}
 
 /// Choices that shape the DDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -593,7 +593,7 @@ impl Hasher for Fnv {
 mod tests {
     use super::*;
     use crate::schema::TableSchema;
-    use crate::sql::Dialect;
+    use crate::config::Dialect;
 
     fn decoder(table: &str, validate: bool, deletes: bool) -> RowDecoder {
         let text = std::fs::read_to_string(format!(

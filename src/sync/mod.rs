@@ -10,10 +10,12 @@
 //!   recorded and answered with a re-snapshot.
 
 mod decode;
+mod drop;
 mod guard;
 mod progress;
+mod select;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,16 +23,21 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 pub use decode::{Decoded, RowDecoder};
+pub use drop::drop_table;
 pub use progress::ProgressMode;
+pub use select::resolve_tables;
 
-use crate::config::OnInvalidRecord;
+/// The run history's and the control tables' vocabulary, as the scheduler and the CLI see it.
+pub use crate::db::{RunKind, TableStatus};
+
+use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Change, Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RunError, RunKind,
+    Change, Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RunError,
     RunResult, TablePlan,
 };
 use crate::schema::{self, SchemaError, TableSchema};
-use crate::sql::Dialect;
+use crate::status::{Failure, RunSummary};
 use crate::table::TableId;
 use progress::Progress;
 
@@ -161,7 +168,33 @@ impl std::error::Error for SyncError {
     }
 }
 
+impl RunReport {
+    /// What the read model keeps of the run.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            snapshot_reason: (self.kind == RunKind::Snapshot)
+                .then(|| self.reason.unwrap_or("requested")),
+            watermark: self.watermark,
+            schema_version: self.schema_version,
+            upserted: self.stats.upserted,
+            deleted: self.stats.deleted,
+            rejected: self.stats.rejected,
+            row_count: self.stats.row_count,
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
 impl SyncError {
+    /// What the read model keeps of the error.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            error_type: self.type_name(),
+            uuid: self.uuid().map(str::to_owned),
+            message: self.chain(),
+        }
+    }
+
     /// `kind` of error, for `table`.
     pub fn new(table: TableId, kind: SyncErrorKind) -> Self {
         Self { table, kind }
@@ -261,6 +294,44 @@ impl Engine {
         &self.dap
     }
 
+    /// The tables the database knows, with their state.
+    pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DbError> {
+        self.db.table_statuses().await
+    }
+
+    /// Resolves a table selection (see [`resolve_tables`]).
+    pub async fn resolve_tables(
+        &self,
+        namespaces: &BTreeMap<String, NamespaceConfig>,
+    ) -> Result<Vec<TableId>, DapError> {
+        resolve_tables(&self.dap, namespaces).await
+    }
+
+    /// Whether the database answers; the error on one line if not.
+    pub async fn check_database(&self) -> Result<(), String> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| format!("database: {}", crate::error::chain(&e)))
+    }
+
+    /// Whether the login to the DAP API works; the error on one line if not.
+    pub async fn check_login(&self) -> Result<(), String> {
+        self.dap
+            .ensure_login()
+            .await
+            .map_err(|e| format!("DAP API: {}", crate::error::chain(&e)))
+    }
+
+    /// [`Engine::sync_table`], and the time it waited for the query budget.
+    pub async fn sync_table_timed(
+        &self,
+        id: &TableId,
+        mode: Mode,
+    ) -> (Result<Vec<RunReport>, SyncError>, Duration) {
+        crate::dap::rate_limit_wait_of(self.sync_table(id, mode)).await
+    }
+
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
     /// (an incremental that found the chain broken, then the snapshot that replaced it).
     pub async fn sync_table(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
@@ -298,7 +369,7 @@ impl Engine {
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
         };
-        let plan = TablePlan::new(self.db.dialect(), stored.clone());
+        let plan = self.db.plan(stored.clone());
         if !self.db.table_exists(&plan.live).await? {
             tracing::warn!(table = %id, "the table is gone from the database; taking a new snapshot");
             return Ok(vec![
@@ -437,7 +508,7 @@ impl Engine {
         replaced: Option<TableSchema>,
         repeated_keys: bool,
     ) -> Result<RunReport, SyncErrorKind> {
-        let plan = Arc::new(TablePlan::new(self.db.dialect(), schema));
+        let plan = Arc::new(self.db.plan(schema));
         let mut load = self
             .db
             .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
@@ -532,11 +603,11 @@ impl Engine {
         }
         let live = self
             .db
-            .live_columns(&TablePlan::new(self.db.dialect(), schema.clone()).live)
+            .live_columns(&self.db.plan(schema.clone()).live)
             .await?;
         // The last commit applied comes again, written under the stored version.
         let previous = (schema.version != stored.version).then_some(&stored);
-        let plan = Arc::new(TablePlan::new(self.db.dialect(), schema).accepting(&live, previous));
+        let plan = Arc::new(self.db.plan(schema).accepting(&live, previous));
         let mut load = self
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
@@ -585,21 +656,8 @@ impl Engine {
         if diff.is_empty() {
             return Ok(true);
         }
-        let dialect = self.db.dialect();
-        let plan = TablePlan::new(dialect, new.clone());
-        let existing = self.db.live_columns(&plan.live).await?;
-        let statements = dialect.alter_table(
-            old,
-            new,
-            &diff,
-            &plan.live,
-            &existing,
-            &self.db.ddl_options(),
-        );
-        // preserve (issue 11): the user's views survive the ALTERs.
-        self.db
-            .alter_preserving(&plan.live, &statements, run_id, &format!("altering {id}"))
-            .await?;
+        // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
+        self.db.evolve_table(old, new, &diff, run_id).await?;
         tracing::info!(table = %id, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }
@@ -618,10 +676,9 @@ impl Engine {
             .map_err(SyncErrorKind::State)?;
         let mut stream = self.dap.records_with(job, Arc::new(decoder));
         // Where a key repeats, the last one wins: the last in the job's order of objects and
-        // lines, which the loaders see only when the objects come one after the other.
-        // InnoDB's clustered index also loads far faster with keys arriving in order than
-        // interleaved from several objects, and InnoDB, not decoding, bounds the pace.
-        if repeated_keys || (!incremental && self.db.dialect() == Dialect::Mysql) {
+        // lines, which the loaders see only when the objects come one after the other. Some
+        // databases also load a snapshot faster so.
+        if repeated_keys || (!incremental && self.db.loads_in_key_order()) {
             stream = stream.sequential();
         }
         let mut progress = Progress::new(&label, self.options.progress);

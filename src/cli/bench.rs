@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::{Config, DatabaseUrl, HumanDuration};
 use crate::dap::{CompleteJob, DapClient, Query};
 use crate::db::{Cell, Db, TablePlan, write_copy_row};
-use crate::error::Error;
+use crate::app::Error;
 use crate::schema::TableSchema;
 use crate::sql::Dialect;
 use crate::sync::{Decoded, Engine, Mode, ProgressMode, RowDecoder};
