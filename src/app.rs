@@ -13,20 +13,20 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigError;
 use crate::config::{Config, NamespaceConfig};
+use crate::dap::DapError;
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
-use crate::config::ConfigError;
-use crate::dap::DapError;
 use crate::db::DbError;
-use crate::scheduler::SchedulerError;
-use crate::schema::SchemaError;
-use crate::webhook::WebhookError;
 use crate::notify::Notifier;
+use crate::scheduler::SchedulerError;
 use crate::scheduler::{Scheduler, SchedulerOptions};
+use crate::schema::SchemaError;
 use crate::status::Status;
 use crate::sync::{Engine, Mode, ProgressMode, RunReport, SyncError, SyncOptions};
 use crate::table::TableId;
+use crate::webhook::WebhookError;
 use crate::webhook::Webhooks;
 
 /// Exit code: one or more tables failed, or the command failed.

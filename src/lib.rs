@@ -8,7 +8,7 @@
 //!                    ├─► http            │  ├► db ─► sql ─► schema
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
 //!                                        └─► http reads status only
-//! config, error, table (TableId), secret, failpoint: type-only leaves anyone may use.
+//! config, error, table (TableId), secret, failpoint, hash: type-only leaves anyone may use.
 //! ```
 //!
 //! The arrows one module a line, as `tests/architecture.rs` reads them: it builds the graph from
@@ -21,7 +21,7 @@
 //! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema
 //! scheduler ─► sync status webhook
 //! http      ─► status
-//! webhook   ─► status
+//! webhook   ─► status dap
 //! notify    ─►
 //! telemetry ─►
 //! sync      ─► dap db schema status
@@ -31,7 +31,7 @@
 //! sql       ─► schema
 //! schema    ─►
 //! fake      ─►
-//! leaves    ─► config error table secret failpoint
+//! leaves    ─► config error table secret failpoint hash
 //! ```
 //!
 //! - `cli` holds the commands, `demo` (the fake server and the real daemon together) and `bench`
@@ -49,6 +49,7 @@ pub mod db;
 pub mod error;
 pub mod failpoint;
 pub mod fake;
+pub mod hash;
 pub mod http;
 pub mod notify;
 pub mod scheduler;

@@ -13,9 +13,6 @@ use crate::config::{WebhookConfig, WebhookFormat};
 use crate::status::LastError;
 use crate::table::TableId;
 
-/// Sent as `User-Agent`.
-const USER_AGENT: &str = concat!("dapsync/", env!("CARGO_PKG_VERSION"));
-
 /// What happened to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,12 +209,7 @@ impl Webhooks {
 }
 
 fn client(timeout: Duration) -> Result<reqwest::Client, WebhookError> {
-    // reqwest is built without a default crypto provider; the error only says that a provider
-    // is already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .tls_backend_rustls()
-        .user_agent(USER_AGENT)
+    crate::dap::http_client_builder()
         .timeout(timeout)
         .build()
         .map_err(WebhookError::Client)

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::app::Error;
 use crate::config::{Config, DatabaseUrl, HumanDuration};
 use crate::dap::{CompleteJob, DapClient, Query};
 use crate::db::{Cell, Db, TablePlan, write_copy_row};
-use crate::app::Error;
 use crate::schema::TableSchema;
 use crate::sql::Dialect;
 use crate::sync::{Decoded, Engine, Mode, ProgressMode, RowDecoder};
@@ -229,15 +229,8 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
                 .await?;
         }
     }
-    if let Some(state) = db.sync_state(&id).await? {
-        let stored = TableSchema::from_json_schema(
-            ns,
-            table,
-            state.schema_version,
-            &serde_json::from_str(&state.schema_description).unwrap_or_default(),
-        )
-        .ok();
-        db.drop_replica(&id, stored.as_ref()).await?;
+    if db.sync_state(&id).await?.is_some() {
+        crate::sync::drop_table(&db, &id).await?;
     }
 
     // A first small commit: since `since` is inclusive, the incremental re-reads the commit the
@@ -612,7 +605,7 @@ struct HeldLines {
 impl HeldLines {
     fn push(&mut self, key: &str, line: &[u8]) {
         self.last
-            .insert(crate::sql::fnv1a(key.as_bytes()), self.ends.len());
+            .insert(crate::hash::fnv1a(key.as_bytes()), self.ends.len());
         self.bytes.extend_from_slice(line);
         self.ends.push(self.bytes.len());
     }

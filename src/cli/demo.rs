@@ -12,9 +12,9 @@ use clap::Args;
 use serde_json::json;
 
 use crate::app;
+use crate::app::{EXIT_FAILURE, Error};
 use crate::config::{Config, CronSchedule, DatabaseUrl, HumanDuration, NamespaceConfig};
 use crate::db::TablePlan;
-use crate::app::{EXIT_FAILURE, Error};
 use crate::fake::{Changes, FakeDap, FakeDapConfig, FakeTable};
 use crate::schema::TableSchema;
 use crate::status::{Status, StatusView};

@@ -9,13 +9,11 @@ mod status;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app;
-use crate::config::{Config, LogFormat};
-use crate::db::TableStatus;
 use crate::app::{EXIT_CONFIG, EXIT_FAILURE, Error};
+use crate::config::{Config, LogFormat};
 use crate::schema::TableSchema;
 use crate::sql::{DdlOptions, Dialect};
 use crate::sync::{Mode, ProgressMode, RunReport};
@@ -532,4 +530,3 @@ async fn bench_command(mut config: Config, args: BenchArgs) -> Result<i32, Error
     println!("report written to {}", options.output.display());
     Ok(0)
 }
-

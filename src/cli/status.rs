@@ -1,6 +1,8 @@
 //! `dapsync status`: the state of every synced table, as a table, JSON or CSV.
 
-use crate::app::{self, Error};
+use chrono::Utc;
+
+use crate::app::{self, EXIT_FAILURE, Error};
 use crate::config::Config;
 use crate::sync::TableStatus;
 

@@ -213,9 +213,7 @@ impl Db {
         let (Some(stamp), Some(schema_version), Some(schema_description)) =
             (row[0].time(), row[1].int(), row[2].text())
         else {
-            return Err(DbError::Inconsistent(format!(
-                "table_sync has an incomplete row for {namespace}.{table}"
-            )));
+            return Err(DbError::IncompleteSyncState { table: id.clone() });
         };
         let watermark = self
             .fetch(
@@ -266,11 +264,12 @@ impl Db {
         let Some(json) = rows.into_iter().next().and_then(|row| row[0].text()) else {
             return Ok(None);
         };
-        serde_json::from_str(&json).map(Some).map_err(|e| {
-            DbError::Inconsistent(format!(
-                "table_state.pending_swap of {namespace}.{table} is unreadable: {e}"
-            ))
-        })
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|source| DbError::UnreadablePendingSwap {
+                table: id.clone(),
+                source,
+            })
     }
 
     /// Records (or clears) a MySQL swap in progress.
@@ -328,7 +327,7 @@ impl Db {
         .map_err(DbError::sql(context))?
         .first()
         .and_then(|row| row[0].int())
-        .ok_or_else(|| DbError::Inconsistent("the run history returned no id".into()))?;
+        .ok_or(DbError::NoRunId)?;
         tx.commit().await.map_err(DbError::sql(context))?;
         Ok(id)
     }

@@ -59,7 +59,7 @@ pub struct LoadStats {
 
 /// One record of a change set: an upsert with its full row, or a delete with its key cells.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
+pub struct RowChange {
     pub delete: bool,
     pub row: Row,
 }
@@ -67,7 +67,7 @@ pub struct Change {
 #[derive(Debug)]
 enum Msg {
     Rows(Vec<Row>),
-    Changes(Vec<Change>),
+    Changes(Vec<RowChange>),
     Rejects(Vec<Reject>),
     Commit(Box<Commit>, oneshot::Sender<()>),
 }
@@ -84,11 +84,6 @@ pub struct Load {
     sender: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<LoadStats, DbError>>>,
 }
-
-/// The loading of a snapshot.
-pub type SnapshotLoad = Load;
-/// The loading of a change set.
-pub type IncrementalLoad = Load;
 
 const CHANNEL_BATCHES: usize = 2;
 const COPY_CHUNK: usize = 1 << 20;
@@ -129,7 +124,7 @@ impl Db {
         plan: Arc<TablePlan>,
         run_id: i64,
         repeated_keys: bool,
-    ) -> Result<SnapshotLoad, DbError> {
+    ) -> Result<Load, DbError> {
         self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys })
             .await
     }
@@ -139,7 +134,7 @@ impl Db {
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
-    ) -> Result<IncrementalLoad, DbError> {
+    ) -> Result<Load, DbError> {
         self.begin_load(plan, run_id, LoadKind::Incremental).await
     }
 
@@ -176,17 +171,16 @@ impl Db {
         let Some(pending) = self.pending_swap(id).await? else {
             return Ok(());
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&pending.schema_description).map_err(|e| {
-                DbError::Inconsistent(format!(
-                    "pending swap of {namespace}.{table} has an unreadable schema: {e}"
-                ))
-            })?;
-        let schema =
-            TableSchema::from_json_schema(namespace, table, pending.schema_version, &value)
-                .map_err(|e| {
-                    DbError::Inconsistent(format!("pending swap of {namespace}.{table}: {e}"))
-                })?;
+        let schema = TableSchema::from_stored(
+            namespace,
+            table,
+            pending.schema_version,
+            &pending.schema_description,
+        )
+        .map_err(|source| DbError::UnreadablePendingSchema {
+            table: id.clone(),
+            source: Box::new(source),
+        })?;
         let plan = TablePlan::new(Dialect::Mysql, schema);
         tracing::info!(table = %plan.label(), run_id = pending.run_id, "finishing an interrupted snapshot swap");
         self.mysql_swap(&plan, &pending).await
@@ -298,7 +292,7 @@ impl Load {
     }
 
     /// Sends change-set records, in result order (later ones win).
-    pub async fn changes(&mut self, changes: Vec<Change>) -> Result<(), DbError> {
+    pub async fn changes(&mut self, changes: Vec<RowChange>) -> Result<(), DbError> {
         self.send(Msg::Changes(changes)).await
     }
 
@@ -330,26 +324,20 @@ impl Load {
 
     async fn send(&mut self, msg: Msg) -> Result<(), DbError> {
         let Some(sender) = &self.sender else {
-            return Err(DbError::Inconsistent("the load has already ended".into()));
+            return Err(DbError::LoadEnded);
         };
         if sender.send(msg).await.is_ok() {
             return Ok(());
         }
         // The writer stopped: its error says why.
         self.sender = None;
-        self.join().await.and(Err(DbError::Inconsistent(
-            "the database writer stopped".into(),
-        )))
+        self.join().await.and(Err(DbError::WriterStopped))
     }
 
     async fn join(&mut self) -> Result<LoadStats, DbError> {
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| {
-                Err(DbError::Inconsistent(format!(
-                    "the database writer failed: {e}"
-                )))
-            }),
-            None => Err(DbError::Inconsistent("the load has already ended".into())),
+            Some(task) => task.await.unwrap_or_else(|e| Err(DbError::WriterFailed(e))),
+            None => Err(DbError::LoadEnded),
         }
     }
 }
@@ -375,7 +363,7 @@ struct Writer {
 }
 
 fn aborted() -> DbError {
-    DbError::Inconsistent("the load was abandoned before its commit; nothing was applied".into())
+    DbError::LoadAbandoned
 }
 
 impl Writer {
@@ -646,7 +634,7 @@ impl Writer {
     async fn apply_changes(
         &mut self,
         tx: &mut Tx,
-        changes: Vec<Change>,
+        changes: Vec<RowChange>,
         follow_limit: i64,
         max_vars: usize,
     ) -> Result<(), DbError> {
@@ -738,7 +726,7 @@ impl Writer {
             )
         );
         let mut pending: Vec<Row> = Vec::new();
-        let mut pending_changes: Vec<Change> = Vec::new();
+        let mut pending_changes: Vec<RowChange> = Vec::new();
         // A MySQL snapshot's rows go in over connections of their own (see `ParallelInserts`).
         let mut parallel = if snapshot && dialect == Dialect::Mysql {
             ParallelInserts::start(&db, &plan, MYSQL_SNAPSHOT_CONNECTIONS).await?
@@ -918,7 +906,7 @@ impl ParallelInserts {
             // each connection appending runs of keys than with keys alternating between them.
             let spread = match row.first() {
                 Some(Cell::Int(id)) => (*id / 1024) as u64,
-                _ => crate::sql::fnv1a(self.plan.key_text(&row).as_bytes()),
+                _ => crate::hash::fnv1a(self.plan.key_text(&row).as_bytes()),
             };
             let i = (spread % connections) as usize;
             self.pending[i].push(row);
@@ -961,7 +949,7 @@ impl ParallelInserts {
 }
 
 /// Keeps the last change of every key (later lines win), split into upsert rows and delete keys.
-fn last_change_per_key(plan: &TablePlan, changes: Vec<Change>) -> (Vec<Row>, Vec<Row>) {
+fn last_change_per_key(plan: &TablePlan, changes: Vec<RowChange>) -> (Vec<Row>, Vec<Row>) {
     let mut latest: HashMap<String, usize> = HashMap::with_capacity(changes.len());
     for (i, change) in changes.iter().enumerate() {
         latest.insert(plan.key_text(&change.row), i);

@@ -37,7 +37,7 @@ impl Db {
         let held = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;
-                let key = crate::sql::fnv1a(name.as_bytes()) as i64;
+                let key = crate::hash::fnv1a(name.as_bytes()) as i64;
                 let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
@@ -72,7 +72,9 @@ impl Db {
                         .create(true)
                         .truncate(false)
                         .write(true)
-                        .open(dir.join(format!("{:016x}.lock", crate::sql::fnv1a(name.as_bytes()))))
+                        .open(
+                            dir.join(format!("{:016x}.lock", crate::hash::fnv1a(name.as_bytes()))),
+                        )
                         .map_err(io)?;
                     match file.try_lock() {
                         Ok(()) => Some(Held::File(file)),

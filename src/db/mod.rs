@@ -26,17 +26,16 @@ pub use control::{
     NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus,
 };
 pub use inspect::canonical_record;
-pub use load::{
-    Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad, connections_per_table,
-};
+pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan};
 pub use preserve::ObjectWarning;
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
-use crate::config::DatabaseUrl;
-use crate::schema::{SchemaDiff, TableSchema};
+use crate::config::{ConfigError, DatabaseUrl};
+use crate::schema::{SchemaDiff, SchemaError, TableSchema};
 use crate::sql::{DdlOptions, Dialect, Statement};
+use crate::table::TableId;
 
 /// A database error, with what dapsync was doing.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +52,34 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{0}")]
-    Inconsistent(String),
+    #[error(transparent)]
+    Url(Box<ConfigError>),
+    #[error("table_sync has an incomplete row for {table}")]
+    IncompleteSyncState { table: TableId },
+    #[error("table_state.pending_swap of {table} is unreadable")]
+    UnreadablePendingSwap {
+        table: TableId,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("pending swap of {table} has an unreadable schema")]
+    UnreadablePendingSchema {
+        table: TableId,
+        #[source]
+        source: Box<SchemaError>,
+    },
+    #[error("the run history returned no id")]
+    NoRunId,
+    #[error("another process holds the migration lock for over 10 minutes")]
+    MigrationLocked,
+    #[error("the load has already ended")]
+    LoadEnded,
+    #[error("the load was abandoned before its commit; nothing was applied")]
+    LoadAbandoned,
+    #[error("the database writer stopped")]
+    WriterStopped,
+    #[error("the database writer failed")]
+    WriterFailed(#[source] tokio::task::JoinError),
     #[error("{context}")]
     Io {
         context: String,
@@ -74,7 +99,17 @@ impl DbError {
         let source = match self {
             DbError::Connect { .. } => return true,
             DbError::Sql { source, .. } => source,
-            DbError::Inconsistent(_) | DbError::Io { .. } => return false,
+            DbError::Io { .. }
+            | DbError::Url(_)
+            | DbError::IncompleteSyncState { .. }
+            | DbError::UnreadablePendingSwap { .. }
+            | DbError::UnreadablePendingSchema { .. }
+            | DbError::NoRunId
+            | DbError::MigrationLocked
+            | DbError::LoadEnded
+            | DbError::LoadAbandoned
+            | DbError::WriterStopped
+            | DbError::WriterFailed(_) => return false,
         };
         match source {
             sqlx::Error::Io(_)
@@ -131,9 +166,7 @@ impl Db {
         max_connections: u32,
         ddl: DdlOptions,
     ) -> Result<Self, DbError> {
-        let dialect = url
-            .dialect()
-            .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+        let dialect = url.dialect().map_err(|e| DbError::Url(Box::new(e)))?;
         let connect_err = |source| DbError::Connect {
             url: url.to_string(),
             source,

@@ -129,6 +129,24 @@ impl TableSchema {
         Self::from_json_schema(namespace, table, version, schema)
     }
 
+    /// Decodes a schema as stored in `table_sync.schema_description` (the text of a bare JSON
+    /// Schema object): the one decoder of a stored schema.
+    pub fn from_stored(
+        namespace: &str,
+        table: &str,
+        version: i64,
+        description: &str,
+    ) -> Result<Self, SchemaError> {
+        let json: Value = serde_json::from_str(description).map_err(|e| {
+            malformed(
+                namespace,
+                table,
+                &format!("the stored schema description is not JSON: {e}"),
+            )
+        })?;
+        Self::from_json_schema(namespace, table, version, &json)
+    }
+
     /// Parses a bare JSON Schema object `S`, with or without its `meta` property (the form kept
     /// in `table_sync.schema_description`).
     pub fn from_json_schema(

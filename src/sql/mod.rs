@@ -17,10 +17,7 @@ pub use dml::{
     insert_rows, pg_apply_changes, pg_create_change_table, pg_insert_latest, select_all,
 };
 pub use naming::TableNames;
-pub(crate) use naming::fnv1a;
 pub use postgres::create_schema as pg_create_schema;
-
-use serde::{Deserialize, Serialize};
 
 pub use crate::config::{Dialect, EnumMode};
 use crate::schema::{Change, Column, ColumnType, SchemaDiff, TRUNCATION_PLACEHOLDER, TableSchema};
@@ -580,7 +577,7 @@ pub(crate) mod tests {
 
     #[test]
     fn dialect_names_in_configuration() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Config {
             dialect: Dialect,
         }

@@ -620,6 +620,5 @@ fn check(result: Result<(), String>) -> Check {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

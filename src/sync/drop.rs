@@ -11,12 +11,13 @@ pub async fn drop_table(db: &Db, id: &TableId) -> Result<(), SyncError> {
     let error = |kind| SyncError::new(id.clone(), kind);
     let schema = match db.sync_state(id).await.map_err(|e| error(e.into()))? {
         // A schema that cannot be read names no enum types: the table is dropped all the same.
-        Some(state) => serde_json::from_str(&state.schema_description)
-            .ok()
-            .and_then(|json| {
-                TableSchema::from_json_schema(&id.namespace, &id.table, state.schema_version, &json)
-                    .ok()
-            }),
+        Some(state) => TableSchema::from_stored(
+            &id.namespace,
+            &id.table,
+            state.schema_version,
+            &state.schema_description,
+        )
+        .ok(),
         None => None,
     };
     let Some(lock) = db.try_lock_table(id).await.map_err(|e| error(e.into()))? else {

@@ -33,7 +33,7 @@ pub use crate::db::{RunKind, TableStatus};
 use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Change, Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RunError,
+    Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError,
     RunResult, TablePlan,
 };
 use crate::schema::{self, SchemaError, TableSchema};
@@ -703,10 +703,10 @@ impl Engine {
             for decoded in batch.records {
                 match decoded {
                     Decoded::Upsert(row) if incremental => {
-                        changes.push(Change { delete: false, row })
+                        changes.push(RowChange { delete: false, row })
                     }
                     Decoded::Upsert(row) => rows.push(row),
-                    Decoded::Delete(row) => changes.push(Change { delete: true, row }),
+                    Decoded::Delete(row) => changes.push(RowChange { delete: true, row }),
                     Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
@@ -780,14 +780,11 @@ fn stored_schema(
     version: i64,
     description: &str,
 ) -> Result<TableSchema, SyncErrorKind> {
-    let json: serde_json::Value = serde_json::from_str(description).map_err(|e| {
-        SyncErrorKind::State(format!("table_sync.schema_description is not JSON: {e}"))
-    })?;
-    Ok(TableSchema::from_json_schema(
+    Ok(TableSchema::from_stored(
         &id.namespace,
         &id.table,
         version,
-        &json,
+        description,
     )?)
 }
 

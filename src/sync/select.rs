@@ -31,4 +31,3 @@ pub async fn resolve_tables(
     tables.dedup();
     Ok(tables)
 }
-
