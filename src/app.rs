@@ -164,6 +164,7 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
         validate_records: config.sync.validate_records,
         repeated_keys: config.sync.repeated_key_tables(),
         max_rejected_fraction: config.sync.max_rejected_fraction,
+        keep_history: config.sync.keep_history_tables(),
         progress,
     }
 }

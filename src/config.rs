@@ -142,6 +142,8 @@ pub struct SyncConfig {
     pub repeated_keys: Vec<String>,
     /// A snapshot or incremental whose share of rejected records is above this is not applied.
     pub max_rejected_fraction: f64,
+    /// Tables whose re-snapshots merge into the live table instead of replacing it.
+    pub keep_history: Vec<String>,
     /// Time running table runs get to finish after SIGTERM before they are rolled back.
     pub shutdown_grace: HumanDuration,
 }
@@ -260,6 +262,7 @@ impl Default for SyncConfig {
             validate_records: true,
             repeated_keys: vec!["canvas_logs.web_logs".into()],
             max_rejected_fraction: 0.01,
+            keep_history: vec!["canvas_logs.web_logs".into()],
             shutdown_grace: HumanDuration::secs(60),
         }
     }
@@ -278,11 +281,18 @@ impl Default for NamespaceConfig {
 impl SyncConfig {
     /// The tables of `repeated_keys`; entries that are not `namespace.table` name no table.
     pub fn repeated_key_tables(&self) -> Vec<TableId> {
-        self.repeated_keys
-            .iter()
-            .filter_map(|name| name.parse().ok())
-            .collect()
+        table_ids(&self.repeated_keys)
     }
+
+    /// The tables of `keep_history`; entries that are not `namespace.table` name no table.
+    pub fn keep_history_tables(&self) -> Vec<TableId> {
+        table_ids(&self.keep_history)
+    }
+}
+
+/// The `namespace.table` names of a list as tables; other entries name no table.
+fn table_ids(names: &[String]) -> Vec<TableId> {
+    names.iter().filter_map(|name| name.parse().ok()).collect()
 }
 
 impl NamespaceConfig {

@@ -11,6 +11,7 @@ mod dap;
 mod engine;
 mod formats;
 mod guard;
+mod history;
 mod monitoring;
 mod preserve;
 mod schema;

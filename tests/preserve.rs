@@ -382,7 +382,9 @@ async fn user_objects_survive_every_swap(dialect: Dialect, table: &str) {
     assert_eq!(runs.last().unwrap().reason, Some("schema_rebuild"));
     assert_kept(&mut conn, &engine, &fake, table, &role, "a rebuild").await;
 
-    // 4. A re-snapshot asked for.
+    // 4. A re-snapshot asked for with `dapsync resync`: one killed halfway leaves the old copy
+    //    as it was, the next one replaces it.
+    let before = support::dump(&engine, &fake, NS, table).await;
     fake.advance(
         NS,
         table,
@@ -393,8 +395,17 @@ async fn user_objects_survive_every_swap(dialect: Dialect, table: &str) {
             ..Changes::default()
         },
     );
-    let runs = sync(&engine, table, Mode::Resnapshot).await;
-    assert_eq!(runs[0].reason, Some("requested"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake, &db);
+    assert!(!binary(&config, "resync", table, Some("sync.batch")).await);
+    assert_eq!(
+        support::dump(&engine, &fake, NS, table).await,
+        before,
+        "{dialect:?}: readers keep the old copy"
+    );
+    assert!(binary(&config, "resync", table, None).await);
+    let history = engine.db().recent_runs(Some((NS, table)), 1).await.unwrap();
+    assert_eq!(history[0].reason.as_deref(), Some("requested"));
     assert_kept(
         &mut conn,
         &engine,
@@ -565,11 +576,17 @@ fn write_config(dir: &Path, fake: &FakeDap, db: &TestDb) -> std::path::PathBuf {
 /// `dapsync sync` of one table by the real binary, killed at `crash_at` if given; whether it
 /// succeeded.
 async fn binary_sync(config: &Path, table: &str, crash_at: Option<&str>) -> bool {
+    binary(config, "sync", table, crash_at).await
+}
+
+/// `dapsync <command>` (sync, resync) of one table by the real binary, killed at `crash_at` if
+/// given; whether it succeeded.
+async fn binary(config: &Path, subcommand: &str, table: &str, crash_at: Option<&str>) -> bool {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dapsync"));
     command.args([
         "--config",
         config.to_str().unwrap(),
-        "sync",
+        subcommand,
         "--namespace",
         NS,
         "--table",

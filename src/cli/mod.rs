@@ -75,6 +75,9 @@ pub enum Command {
     Init(TableArgs),
     /// Brings tables up to date with incremental queries (snapshotting those never synced).
     Sync(TableArgs),
+    /// Takes a new snapshot of tables whatever their state; each replaces its live table only
+    /// when complete (merged into it for `sync.keep_history` tables).
+    Resync(TableArgs),
     /// Drops replicated tables, their enum types and their control rows.
     Drop(TableArgs),
     /// Shows each table's state, last sync, lag, schema version, rows and last error.
@@ -294,6 +297,7 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
         }
         Command::Init(args) => sync_command(&config, args, Mode::Init).await,
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
+        Command::Resync(args) => sync_command(&config, args, Mode::Resnapshot).await,
         Command::Drop(args) => drop_command(&config, args).await,
         Command::Status {
             namespace,

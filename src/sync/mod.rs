@@ -12,6 +12,7 @@
 mod decode;
 mod drop;
 mod guard;
+mod merge;
 mod progress;
 mod select;
 
@@ -50,6 +51,9 @@ pub struct SyncOptions {
     pub repeated_keys: Vec<TableId>,
     /// A result whose share of rejected records is above this is not applied.
     pub max_rejected_fraction: f64,
+    /// `namespace.table` names whose re-snapshots merge into the live table (upserts) instead
+    /// of replacing it.
+    pub keep_history: Vec<TableId>,
     pub progress: ProgressMode,
 }
 
@@ -62,11 +66,13 @@ impl SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
+        let defaults = crate::config::SyncConfig::default();
         Self {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
-            repeated_keys: crate::config::SyncConfig::default().repeated_key_tables(),
+            repeated_keys: defaults.repeated_key_tables(),
             max_rejected_fraction: 0.01,
+            keep_history: defaults.keep_history_tables(),
             progress: ProgressMode::Log,
         }
     }
@@ -294,6 +300,14 @@ impl Engine {
         &self.dap
     }
 
+    /// Takes a new snapshot of one table, whatever its state: loaded into a staging copy that
+    /// replaces the live table when complete (readers see the old copy until then), or, for a
+    /// `sync.keep_history` table, merged into the live table. The operation behind `dapsync
+    /// resync`, for any caller that wants a table reloaded.
+    pub async fn resync(&self, id: &TableId) -> Result<Vec<RunReport>, SyncError> {
+        self.sync_table(id, Mode::Resnapshot).await
+    }
+
     /// The tables the database knows, with their state.
     pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DbError> {
         self.db.table_statuses().await
@@ -467,6 +481,14 @@ impl Engine {
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             schema = self.current_schema(id).await?;
+        }
+        if let Some(live_schema) = &replaced
+            && self.keeps_history(id)
+            && let Some(report) = self
+                .merge_snapshot(&job, live_schema, schema.clone(), attempt)
+                .await?
+        {
+            return Ok(report);
         }
         let repeated = self.repeats_keys(id);
         match self
