@@ -19,6 +19,7 @@ use crate::dap::DapError;
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
 use crate::db::DbError;
+use crate::export::ExportError;
 use crate::notify::Notifier;
 use crate::scheduler::SchedulerError;
 use crate::scheduler::{Scheduler, SchedulerOptions};
@@ -53,6 +54,8 @@ pub enum Error {
     Scheduler(#[from] SchedulerError),
     #[error("webhooks")]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{context}")]
     Io {
         context: String,
@@ -76,7 +79,9 @@ impl Error {
             Error::Dap(e) => e.is_transient(),
             Error::Db(e) => e.is_transient(),
             Error::Sync(e) => e.is_transient(),
-            Error::Config(_)
+            Error::Export(ExportError::Dap(e)) => e.is_transient(),
+            Error::Export(_)
+            | Error::Config(_)
             | Error::Schema(_)
             | Error::Scheduler(_)
             | Error::Webhook(_)

@@ -17,8 +17,8 @@
 //!
 //! ```text
 //! arrows:
-//! cli       ─► app sync status db dap fake schema sql telemetry
-//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema
+//! cli       ─► app sync status db dap fake schema sql telemetry export
+//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema export
 //! scheduler ─► sync status webhook
 //! http      ─► status
 //! webhook   ─► status dap
@@ -31,6 +31,7 @@
 //! sql       ─► schema
 //! schema    ─►
 //! fake      ─►
+//! export    ─► dap
 //! leaves    ─► config error table secret failpoint hash
 //! ```
 //!
@@ -39,6 +40,8 @@
 //! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
 //!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and
 //!   errors.
+//! - `export`: the file commands' work (a job's objects saved as files with a manifest); their
+//!   command shell is `cli/export`.
 //! - `fake`: the fake DAP server for tests, the demo and the benchmark.
 
 pub mod app;
@@ -47,6 +50,7 @@ pub mod config;
 pub mod dap;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod failpoint;
 pub mod fake;
 pub mod hash;

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+mod export;
 mod status;
 
 use std::path::PathBuf;
@@ -71,6 +72,10 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         schema_file: Option<PathBuf>,
     },
+    /// Downloads a snapshot of tables as files into `DIR/job_<job id>/`, with a manifest.
+    Snapshot(export::ExportArgs),
+    /// Downloads the changes of tables since a time (or since the last export) as files.
+    Incremental(export::IncrementalArgs),
     /// Snapshots tables that were never synced.
     Init(TableArgs),
     /// Brings tables up to date with incremental queries (snapshotting those never synced).
@@ -295,6 +300,8 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             print!("{}", dialect.render_ddl(&schema, &options));
             Ok(0)
         }
+        Command::Snapshot(args) => export::snapshot_command(&config, args).await,
+        Command::Incremental(args) => export::incremental_command(&config, args).await,
         Command::Init(args) => sync_command(&config, args, Mode::Init).await,
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
         Command::Resync(args) => sync_command(&config, args, Mode::Resnapshot).await,
