@@ -6,9 +6,9 @@ use clap::Args;
 use serde_json::json;
 
 use crate::app;
+use crate::app::Error;
 use crate::config::Config;
 use crate::db::{RunFilter, RunOutcome, RunRecord};
-use crate::error::Error;
 
 /// One table.
 #[derive(Debug, Clone, Args)]

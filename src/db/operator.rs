@@ -139,7 +139,8 @@ impl Db {
         let control = self.dialect().own_table("table_control");
         let context = "writing table_control";
         // Twice: a concurrent insert of the same row makes the first insert fail.
-        for _ in 0..2 {
+        let mut retried = false;
+        loop {
             let mut tx = self.begin().await?;
             let mut update_args = args.clone();
             update_args.extend([text(namespace), text(table)]);
@@ -167,7 +168,8 @@ impl Db {
                     .await;
                 if let Err(error) = inserted {
                     let error = DbError::sql(context)(error);
-                    if error.is_unique_violation() {
+                    if error.is_unique_violation() && !retried {
+                        retried = true;
                         continue;
                     }
                     return Err(error);
@@ -175,9 +177,6 @@ impl Db {
             }
             return tx.commit().await.map_err(DbError::sql(context));
         }
-        Err(DbError::Inconsistent(format!(
-            "table_control of {namespace}.{table} keeps changing"
-        )))
     }
 
     /// Marks the table's runs left `running` as cancelled, once the run was dropped (its

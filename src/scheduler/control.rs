@@ -212,7 +212,7 @@ impl Runner {
         let deadline = Instant::now() + CANCEL_WAIT;
         // The lock goes with the dropped run's connection, which closes in the background.
         loop {
-            match db.try_lock_table(&table.namespace, &table.table).await {
+            match db.try_lock_table(table).await {
                 Ok(Some(held)) => {
                     if let Err(error) = db.cancel_running_runs(&table.namespace, &table.table).await
                     {

@@ -104,8 +104,8 @@ fn without_the_api_known_and_named_tables_are_scheduled() {
     assert_eq!(
         tables,
         [
-            ("canvas".to_owned(), "courses".to_owned()),
-            ("canvas_logs".to_owned(), "web_logs".to_owned()),
+            TableId::new("canvas", "courses"),
+            TableId::new("canvas_logs", "web_logs"),
         ]
     );
 }
