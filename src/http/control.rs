@@ -14,8 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Api;
-use crate::db::{RunFilter, RunOutcome};
-use crate::scheduler::{Cancelled, Control, ControlError};
+use crate::scheduler::{Cancelled, Control, ControlError, RunFilter, RunOutcome};
 use crate::status::TableId;
 
 /// Runs per page unless `limit` says otherwise, and the most `limit` may say.

@@ -10,8 +10,8 @@ use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
 use super::{Runner, Trigger, lock};
-use crate::db::{DbError, RunFilter, RunRecord, TableControl};
 use crate::status::{TableId, TableView};
+use crate::sync::{DbError, RunFilter, RunRecord, TableControl};
 
 /// How often a running table checks whether a cancel was asked for in the database (by the
 /// shell, or through another replica).

@@ -29,6 +29,8 @@ use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 
 mod control;
 
+/// The run history's types, for the control API.
+pub use crate::sync::{RunFilter, RunOutcome, RunRecord};
 pub use control::{Cancelled, Control, ControlError};
 
 /// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).

@@ -30,13 +30,15 @@ pub use progress::ProgressMode;
 pub use select::resolve_tables;
 
 /// The run history's and the control tables' vocabulary, as the scheduler and the CLI see it.
-pub use crate::db::{RunKind, TableStatus};
+pub use crate::db::{
+    DbError, RunFilter, RunKind, RunOutcome, RunRecord, TableControl, TableStatus,
+};
 
 use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError,
-    RunResult, TablePlan,
+    Commit, Db, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError, RunResult,
+    TablePlan,
 };
 use crate::schema::{self, SchemaError, TableSchema};
 use crate::status::{Failure, RunSummary};
