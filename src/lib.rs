@@ -13,6 +13,8 @@
 //! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.
 //! export: `dapsync snapshot` / `incremental`, a job's objects saved as files with a manifest
 //! (uses dap; its command shell uses app).
+//! official: the official `dap` client's options and commands (initdb, syncdb, dropdb, listdb,
+//! schema), mapped onto dapsync's (uses app and cli's table arguments).
 //! demo: `dapsync demo`, the fake server and the real daemon together (uses app, fake, cli's
 //! status table).
 //! ```
@@ -30,6 +32,7 @@ pub mod failpoint;
 pub mod fake;
 pub mod http;
 pub mod notify;
+pub mod official;
 pub mod scheduler;
 pub mod schema;
 pub mod secret;

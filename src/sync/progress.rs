@@ -16,9 +16,9 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    /// `Bar` when stderr is a terminal, `Log` otherwise.
+    /// `Bar` when stderr is a terminal (and not `--non-interactive`), `Log` otherwise.
     pub fn detect() -> Self {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if crate::telemetry::interactive_terminal() {
             ProgressMode::Bar
         } else {
             ProgressMode::Log
