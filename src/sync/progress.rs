@@ -16,9 +16,9 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    /// `Bar` when stderr is a terminal (and not `--non-interactive`), `Log` otherwise.
+    /// `Bar` when stderr is a terminal, `Log` otherwise.
     pub fn detect() -> Self {
-        if crate::telemetry::interactive_terminal() {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             ProgressMode::Bar
         } else {
             ProgressMode::Log

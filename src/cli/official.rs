@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::app;
+use crate::app::Error;
 use crate::config::{Config, DatabaseUrl, LogFormat};
-use crate::error::Error;
 use crate::schema::TableSchema;
 use crate::secret::Secret;
+use crate::table::TableId;
 
 /// The official client's global options. Each one overrides the configuration.
 #[derive(Clone, Default, Args)]
@@ -162,8 +163,8 @@ impl DbArgs {
     }
 
     /// The tables, as dapsync's own commands take them.
-    pub fn tables(&self) -> crate::cli::TableArgs {
-        crate::cli::TableArgs {
+    pub fn tables(&self) -> super::TableArgs {
+        super::TableArgs {
             namespace: Some(self.namespace.clone()),
             table: Some(self.table.clone()),
         }
@@ -185,7 +186,7 @@ impl DbArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DropArgs {
     #[command(flatten)]
-    pub tables: crate::cli::TableArgs,
+    pub tables: super::TableArgs,
     /// Every table of the configuration's selection (needs --yes).
     #[arg(long, conflicts_with_all = ["namespace", "table"])]
     pub all: bool,
@@ -197,7 +198,7 @@ pub struct DropArgs {
 impl DropArgs {
     /// The tables to drop, once the command line has named them: `--namespace` and `--table`,
     /// or `--all` with `--yes`.
-    pub fn checked(self) -> Result<crate::cli::TableArgs, Error> {
+    pub fn checked(self) -> Result<super::TableArgs, Error> {
         let named = self.tables.namespace.is_some() && self.tables.table.is_some();
         match (named, self.all, self.yes) {
             (true, false, _) | (false, true, true) => Ok(self.tables),
@@ -267,7 +268,7 @@ pub async fn listdb_command(config: &Config, args: ListdbArgs) -> Result<i32, Er
         let mut line = format!(
             "{:<40} {:<14} {:<28} {:>7}",
             format!("{}.{table}", args.namespace),
-            status.map_or("not replicated", crate::cli::state_word),
+            status.map_or("not replicated", super::status::state_word),
             status.and_then(|s| s.synced_until).map_or_else(dash, |t| t
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             status
@@ -315,7 +316,7 @@ pub async fn schema_command(config: &Config, args: SchemaArgs) -> Result<i32, Er
         context: format!("creating {}", args.output_directory.display()),
         source,
     })?;
-    for (namespace, table) in tables {
+    for TableId { namespace, table } in tables {
         let envelope = dap.get_schema(&namespace, &table).await?;
         let schema = TableSchema::from_envelope(&namespace, &table, &envelope)?;
         let path = args
