@@ -285,3 +285,20 @@ fn the_control_token_comes_from_a_file_or_a_credential_and_never_shows() {
     assert!(load(&toml, &[]).is_err());
     assert!(load("", &[]).unwrap().http.control_token.is_none());
 }
+
+#[test]
+fn an_unknown_log_level_is_refused_naming_the_key() {
+    for good in [
+        "info",
+        "DEBUG",
+        "dapsync=debug,sqlx=warn",
+        "warn,dapsync::scheduler=info",
+    ] {
+        assert_eq!(check_log_level(good), Ok(()), "{good}");
+    }
+    for bad in ["verbose", "warning", "dapsync=loud", "dapsync"] {
+        assert!(check_log_level(bad).is_err(), "{bad}");
+    }
+    let err = load("[log]\nlevel = \"verbose\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("log.level"), "{err}");
+}
