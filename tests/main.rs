@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod evolve;
 mod formats;
 mod guard;
 mod history;

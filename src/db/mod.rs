@@ -4,6 +4,7 @@
 
 mod control;
 mod inspect;
+mod live;
 mod load;
 mod lock;
 mod migrate;

@@ -133,6 +133,14 @@ pub enum SyncError {
         records: u64,
         reason: String,
     },
+    #[error(
+        "{table}: the job's records follow schema version {job}, but DAP describes version {described}; not loaded, tried again later"
+    )]
+    SchemaVersion {
+        table: String,
+        job: i64,
+        described: i64,
+    },
     #[error("{table}: {reason}")]
     State { table: String, reason: String },
 }
@@ -141,7 +149,7 @@ impl SyncError {
     /// Whether the next attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            SyncError::Locked { .. } => true,
+            SyncError::Locked { .. } | SyncError::SchemaVersion { .. } => true,
             SyncError::Dap { source, .. } => source.is_transient(),
             SyncError::Db { source, .. } => source.is_transient(),
             SyncError::Schema { .. }
@@ -165,6 +173,7 @@ impl SyncError {
             SyncError::Schema { .. } => "SchemaError".into(),
             SyncError::InvalidRecords { .. } => "InvalidRecords".into(),
             SyncError::TooManyRejects { .. } => "TooManyRejects".into(),
+            SyncError::SchemaVersion { .. } => "SchemaVersionMismatch".into(),
             SyncError::State { .. } => "StateError".into(),
         }
     }
@@ -286,6 +295,18 @@ impl Engine {
             )?),
             None => None,
         };
+        // The live table's schema runs ahead of table_sync when ALTERs committed before a load
+        // that did not: diff against what the table is, not what table_sync says.
+        let shape = match &stored {
+            Some(stored) => Some(
+                self.db
+                    .live_schema(namespace, table)
+                    .await
+                    .map_err(db_err)?
+                    .unwrap_or_else(|| stored.clone()),
+            ),
+            None => None,
+        };
         let (state, stored) = match (state, stored, mode) {
             (None, _, Mode::Init | Mode::Sync) => {
                 return Ok(vec![
@@ -293,30 +314,31 @@ impl Engine {
                 ]);
             }
             (Some(_), _, Mode::Init) => return Ok(Vec::new()),
-            (_, stored, Mode::Resnapshot) => {
+            (_, _, Mode::Resnapshot) => {
                 return Ok(vec![
-                    self.snapshot(namespace, table, "requested", stored).await?,
+                    self.snapshot(namespace, table, "requested", shape).await?,
                 ]);
             }
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
         };
-        let plan = TablePlan::new(self.db.dialect(), stored.clone());
+        let shape = shape.unwrap_or_else(|| stored.clone());
+        let plan = TablePlan::new(self.db.dialect(), shape.clone());
         if !self.db.table_exists(&plan.live).await.map_err(db_err)? {
             tracing::warn!(table = %label, "the table is gone from the database; taking a new snapshot");
             return Ok(vec![
-                self.snapshot(namespace, table, "missing_table", Some(stored))
+                self.snapshot(namespace, table, "missing_table", Some(shape))
                     .await?,
             ]);
         }
         let mut reports = Vec::new();
         match self
-            .incremental(namespace, table, state.since, stored.clone())
+            .incremental(namespace, table, state.since, stored, shape.clone())
             .await
         {
             Ok(Some(report)) => reports.push(report),
             Ok(None) => reports.push(
-                self.snapshot(namespace, table, "schema_rebuild", Some(stored))
+                self.snapshot(namespace, table, "schema_rebuild", Some(shape.clone()))
                     .await?,
             ),
             Err(SyncError::Dap { source, .. }) if source.needs_snapshot() => {
@@ -329,10 +351,7 @@ impl Engine {
                     "snapshot_required"
                 };
                 tracing::warn!(table = %label, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
-                reports.push(
-                    self.snapshot(namespace, table, reason, Some(stored))
-                        .await?,
-                );
+                reports.push(self.snapshot(namespace, table, reason, Some(shape)).await?);
             }
             Err(error) => return Err(error),
         }
@@ -379,6 +398,27 @@ impl Engine {
                 source,
             }
         })
+    }
+
+    /// The schema of version `version`, which a job's records follow: DAP describes only its
+    /// latest version, so when that is another one, the job is not loaded and the run is tried
+    /// again later (records are never loaded with another version's schema).
+    async fn schema_of_job(
+        &self,
+        namespace: &str,
+        table: &str,
+        version: i64,
+    ) -> Result<TableSchema, SyncError> {
+        let schema = self.current_schema(namespace, table).await?;
+        if schema.version != version {
+            tracing::warn!(table = %format!("{namespace}.{table}"), job = version, described = schema.version, "the job's schema version is not the one DAP describes");
+            return Err(SyncError::SchemaVersion {
+                table: format!("{namespace}.{table}"),
+                job: version,
+                described: schema.version,
+            });
+        }
+        Ok(schema)
     }
 
     /// Loads a new snapshot; `replaced` is the schema of the live table it replaces.
@@ -436,7 +476,9 @@ impl Engine {
             .map_err(dap_err)?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
-            schema = self.current_schema(namespace, table).await?;
+            schema = self
+                .schema_of_job(namespace, table, job.schema_version)
+                .await?;
         }
         if let Some(live_schema) = &replaced
             && self.keeps_history(namespace, table)
@@ -526,14 +568,15 @@ impl Engine {
         Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
     }
 
-    /// Runs one incremental query from `since`. `Ok(None)` means the schema changed in a way that
-    /// needs a new snapshot.
+    /// Runs one incremental query from `since`; `stored` is table_sync's schema, `shape` the
+    /// live table's. `Ok(None)` means the schema changed in a way that needs a new snapshot.
     async fn incremental(
         &self,
         namespace: &str,
         table: &str,
         since: DateTime<Utc>,
         stored: TableSchema,
+        shape: TableSchema,
     ) -> Result<Option<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
         let started = Instant::now();
@@ -546,7 +589,7 @@ impl Engine {
         };
         let mut attempt = self.start_attempt(&run, &label).await?;
         match self
-            .incremental_run(namespace, table, since, stored, &mut attempt)
+            .incremental_run(namespace, table, since, (stored, shape), &mut attempt)
             .await
         {
             Ok(Some(mut report)) => {
@@ -582,7 +625,7 @@ impl Engine {
         namespace: &str,
         table: &str,
         since: DateTime<Utc>,
-        stored: TableSchema,
+        (stored, shape): (TableSchema, TableSchema),
         attempt: &mut Attempt,
     ) -> Result<Option<RunReport>, SyncError> {
         let label = format!("{namespace}.{table}");
@@ -590,10 +633,10 @@ impl Engine {
             table: label.clone(),
             source,
         };
-        let mut schema = stored.clone();
+        let mut schema = shape;
         let current = self.current_schema(namespace, table).await?;
-        if current.version != stored.version {
-            if !self.evolve(&stored, &current, attempt.run_id).await? {
+        if current.version != schema.version {
+            if !self.evolve(&schema, &current, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = current;
@@ -606,7 +649,9 @@ impl Engine {
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
-            let newer = self.current_schema(namespace, table).await?;
+            let newer = self
+                .schema_of_job(namespace, table, job.schema_version)
+                .await?;
             if !self.evolve(&schema, &newer, attempt.run_id).await? {
                 return Ok(None);
             }
@@ -702,6 +747,8 @@ impl Engine {
             )
             .await
             .map_err(db_err)?;
+        // The ALTERs committed; the load that moves table_sync on may not.
+        self.db.set_live_schema(&plan).await.map_err(db_err)?;
         tracing::info!(table = %label, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }
