@@ -68,6 +68,10 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         schema_file: Option<PathBuf>,
     },
+    /// Downloads a snapshot of tables as files into `DIR/job_<job id>/`, with a manifest.
+    Snapshot(crate::export::ExportArgs),
+    /// Downloads the changes of tables since a time (or since the last export) as files.
+    Incremental(crate::export::IncrementalArgs),
     /// Snapshots tables that were never synced.
     Init(TableArgs),
     /// Brings tables up to date with incremental queries (snapshotting those never synced).
@@ -292,6 +296,8 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             print!("{}", dialect.render_ddl(&schema, &options));
             Ok(0)
         }
+        Command::Snapshot(args) => crate::export::snapshot_command(&config, args).await,
+        Command::Incremental(args) => crate::export::incremental_command(&config, args).await,
         Command::Init(args) => sync_command(&config, args, Mode::Init).await,
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
         Command::Resync(args) => sync_command(&config, args, Mode::Resnapshot).await,

@@ -3,6 +3,7 @@
 use crate::config::ConfigError;
 use crate::dap::DapError;
 use crate::db::DbError;
+use crate::export::ExportError;
 use crate::scheduler::SchedulerError;
 use crate::schema::SchemaError;
 use crate::sync::SyncError;
@@ -32,6 +33,8 @@ pub enum Error {
     Scheduler(#[from] SchedulerError),
     #[error("webhooks")]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{context}")]
     Io {
         context: String,
@@ -49,7 +52,9 @@ impl Error {
             Error::Dap(e) => e.is_transient(),
             Error::Db(e) => e.is_transient(),
             Error::Sync(e) => e.is_transient(),
-            Error::Config(_)
+            Error::Export(ExportError::Dap(e)) => e.is_transient(),
+            Error::Export(_)
+            | Error::Config(_)
             | Error::Schema(_)
             | Error::Scheduler(_)
             | Error::Webhook(_)

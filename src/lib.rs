@@ -11,6 +11,8 @@
 //! config, error, secret: type-only leaves anyone may use.
 //! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
 //! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.
+//! export: `dapsync snapshot` / `incremental`, a job's objects saved as files with a manifest
+//! (uses dap; its command shell uses app).
 //! demo: `dapsync demo`, the fake server and the real daemon together (uses app, fake, cli's
 //! status table).
 //! ```
@@ -23,6 +25,7 @@ pub mod dap;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod failpoint;
 pub mod fake;
 pub mod http;

@@ -9,6 +9,7 @@ mod daemon;
 mod dap;
 mod engine;
 mod evolve;
+mod export;
 mod formats;
 mod guard;
 mod history;

@@ -281,10 +281,19 @@ impl DapClient {
         table: &str,
         query: Query,
     ) -> Result<Job, DapError> {
+        self.start_with_body(namespace, table, query.body()).await
+    }
+
+    /// Starts a query with the JSON body given (see [`Self::start_query`]).
+    pub(super) async fn start_with_body(
+        &self,
+        namespace: &str,
+        table: &str,
+        body: serde_json::Value,
+    ) -> Result<Job, DapError> {
         let url = self
             .inner
             .url(&["dap", "query", namespace, "table", table, "data"]);
-        let body = query.body();
         let answer = self
             .inner
             .dap_call(START_QUERY, Limit::QueryStart, |http| {

@@ -233,6 +233,27 @@ impl Inner {
         decoder: &D,
         sender: &BatchSender<D::Item>,
     ) -> Result<(), DapError> {
+        let body = self.open_object(object_id, url).await?;
+        let lines = gunzip(StreamReader::new(Box::pin(body)));
+        forward_lines(
+            lines,
+            object_id,
+            self.options.batch_records,
+            handed_on,
+            decoder,
+            sender,
+        )
+        .await
+        .map_err(|error| read_error(object_id, error))
+    }
+
+    /// Sends the GET of one object and checks the answer's status; its body as I/O checked by
+    /// [`checked_body`]. A refused URL (403, 404) is an `Api` error with that status.
+    pub(super) async fn open_object(
+        &self,
+        object_id: &str,
+        url: &str,
+    ) -> Result<impl Stream<Item = io::Result<Bytes>> + Send + '_, DapError> {
         let idle = self.options.download_idle_timeout;
         let incomplete = |reason: String| DapError::IncompleteObject {
             object_id: object_id.to_owned(),
@@ -276,24 +297,18 @@ impl Inner {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let body = checked_body(response.bytes_stream(), idle, expected, &self.metrics);
-        let lines = gunzip(StreamReader::new(Box::pin(body)));
-        forward_lines(
-            lines,
-            object_id,
-            self.options.batch_records,
-            handed_on,
-            decoder,
-            sender,
-        )
-        .await
-        .map_err(|error| read_error(object_id, error))
+        Ok(checked_body(
+            response.bytes_stream(),
+            idle,
+            expected,
+            &self.metrics,
+        ))
     }
 }
 
 /// Why reading an object failed: the connection (a `reqwest::Error` that [`checked_body`] put
 /// inside the `io::Error`), or the body itself (cut short, stalled, failed gzip checks).
-fn read_error(object_id: &str, error: io::Error) -> DapError {
+pub(super) fn read_error(object_id: &str, error: io::Error) -> DapError {
     match error.downcast::<reqwest::Error>() {
         Ok(source) => DapError::Transport {
             endpoint: DOWNLOAD,
@@ -319,7 +334,7 @@ fn refused_url(object_id: &str, status: u16) -> ApiError {
     }
 }
 
-fn is_refused_url(error: &DapError) -> bool {
+pub(super) fn is_refused_url(error: &DapError) -> bool {
     matches!(error, DapError::Api { endpoint: DOWNLOAD, error } if matches!(error.status, Some(403 | 404)))
 }
 

@@ -326,6 +326,15 @@ pub enum DapError {
     /// The client options cannot work.
     #[error("invalid client setting: {0}")]
     Config(String),
+    /// A downloaded object could not be written to the local file system.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file written.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DapError {
@@ -346,7 +355,7 @@ impl DapError {
             | DapError::IncompleteObject { .. }
             | DapError::JobTimeout { .. } => true,
             DapError::RetriesExhausted { last, .. } => last.is_transient(),
-            DapError::Decode { .. } | DapError::Config(_) => false,
+            DapError::Decode { .. } | DapError::Config(_) | DapError::Write { .. } => false,
         }
     }
 
@@ -381,6 +390,7 @@ impl DapError {
             DapError::JobTimeout { .. } => "JobTimeout",
             DapError::RetriesExhausted { last, .. } => last.type_name(),
             DapError::Config(_) => "ConfigError",
+            DapError::Write { .. } => "WriteError",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Client for the DAP Query API: login, requests with retries and rate limits, job polling, URL
-//! resolution, streaming downloads and record decoding. Knows nothing of SQL.
+//! resolution, streaming downloads, record decoding, and result objects saved as files. Knows
+//! nothing of SQL.
 
 mod auth;
 mod client;
@@ -11,6 +12,7 @@ mod job;
 mod metrics;
 mod ratelimit;
 mod record;
+mod save;
 
 pub use client::{
     ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy, http_client_builder,
@@ -22,6 +24,7 @@ pub use metrics::{
     ClientMetrics, Histogram, JOB_WAIT_BUCKETS, REQUEST_BUCKETS, rate_limit_wait_of,
 };
 pub use record::{Action, LineDecoder, MalformedLine, Record, RecordBatch, RecordDecoder};
+pub use save::{FileQuery, Format, object_file_name};
 
 #[cfg(test)]
 mod tests;

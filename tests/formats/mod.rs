@@ -4,7 +4,7 @@
 //! value compared with the fake's rows.
 
 mod api;
-mod read;
+pub(crate) mod read;
 
 use std::collections::HashMap;
 

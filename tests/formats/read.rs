@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 /// A record the result should hold, in the order it should hold it.
 #[derive(Debug, Clone)]
-pub(super) struct Expected {
+pub(crate) struct Expected {
     pub key: Map<String, Value>,
     /// `None` for a hard delete.
     pub value: Option<Map<String, Value>>,
@@ -24,13 +24,13 @@ pub(super) struct Expected {
     pub ts: String,
 }
 
-pub(super) fn text_of(value: &Value) -> String {
+pub(crate) fn text_of(value: &Value) -> String {
     value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned)
 }
 
-pub(super) fn gunzip(bytes: &[u8]) -> String {
+pub(crate) fn gunzip(bytes: &[u8]) -> String {
     assert_eq!(&bytes[..2], [0x1f, 0x8b], "a gzip file");
     let mut text = String::new();
     flate2::read::GzDecoder::new(bytes)
@@ -41,13 +41,13 @@ pub(super) fn gunzip(bytes: &[u8]) -> String {
 
 /// A table of text cells read back from TSV or CSV: its header and its rows (`None`: NULL).
 #[derive(Debug)]
-pub(super) struct TextTable {
+pub(crate) struct TextTable {
     pub header: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
 }
 
 /// Reads PostgreSQL `COPY` text: `\N` is NULL, backslash escapes, tab-delimited, `\n`-ended.
-pub(super) fn read_tsv(text: &str) -> TextTable {
+pub(crate) fn read_tsv(text: &str) -> TextTable {
     assert!(text.ends_with('\n'), "rows end with a newline");
     assert!(!text.contains('\r'), "carriage returns are escaped");
     let unescape = |field: &str| -> Option<String> {
@@ -135,7 +135,7 @@ fn quoted_fields(text: &str) -> Vec<Vec<bool>> {
 }
 
 /// Reads CSV with csv-async, telling NULL from the empty string by quoting.
-pub(super) async fn read_csv(text: &str) -> TextTable {
+pub(crate) async fn read_csv(text: &str) -> TextTable {
     let mut reader = csv_async::AsyncReaderBuilder::new()
         .has_headers(false)
         .create_reader(text.as_bytes());
@@ -192,7 +192,7 @@ fn assert_cell(cell: Option<&str>, truth: Option<&Value>, what: &str) {
 
 /// The records of a result, the last of each key only (a table that repeats keys sends older
 /// versions first).
-pub(super) fn last_per_key<R>(records: Vec<(Vec<String>, R)>) -> Vec<R> {
+pub(crate) fn last_per_key<R>(records: Vec<(Vec<String>, R)>) -> Vec<R> {
     let last: HashMap<Vec<String>, usize> = records
         .iter()
         .enumerate()
@@ -207,7 +207,7 @@ pub(super) fn last_per_key<R>(records: Vec<(Vec<String>, R)>) -> Vec<R> {
 }
 
 /// Checks a TSV or CSV result against the expected records, cell by cell.
-pub(super) fn check_text(
+pub(crate) fn check_text(
     table: &TextTable,
     expected: &[Expected],
     incremental: bool,
@@ -322,7 +322,7 @@ fn assert_row(row: &Row, ty: &Type, truth: &Map<String, Value>, what: &str) {
 }
 
 /// Reads every row of a Parquet file, with the file's schema.
-pub(super) fn read_parquet(bytes: &Bytes) -> (Type, Vec<Row>, usize) {
+pub(crate) fn read_parquet(bytes: &Bytes) -> (Type, Vec<Row>, usize) {
     assert_eq!(&bytes[..4], b"PAR1");
     assert_eq!(&bytes[bytes.len() - 4..], b"PAR1");
     let reader = SerializedFileReader::new(bytes.clone()).unwrap();
@@ -337,7 +337,7 @@ pub(super) fn read_parquet(bytes: &Bytes) -> (Type, Vec<Row>, usize) {
 }
 
 /// Checks the rows of a Parquet result against the expected records, value by value.
-pub(super) fn check_parquet(
+pub(crate) fn check_parquet(
     schema: &Type,
     rows: &[Row],
     expected: &[Expected],
@@ -396,7 +396,7 @@ pub(super) fn check_parquet(
 }
 
 /// `path: REPETITION PHYSICAL LOGICAL` for every node under `ty`, depth first.
-pub(super) fn describe(ty: &Type, path: &str, out: &mut Vec<String>) {
+pub(crate) fn describe(ty: &Type, path: &str, out: &mut Vec<String>) {
     for field in ty.get_fields() {
         let info = field.get_basic_info();
         let path = if path.is_empty() {
