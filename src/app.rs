@@ -13,15 +13,97 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigError;
 use crate::config::{Config, NamespaceConfig};
+use crate::dap::DapError;
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
-use crate::error::Error;
+use crate::db::DbError;
+use crate::export::ExportError;
 use crate::notify::Notifier;
+use crate::scheduler::SchedulerError;
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::status::{Status, TableId};
+use crate::schema::SchemaError;
+use crate::status::Status;
 use crate::sync::{Engine, Mode, ProgressMode, RunReport, SyncError, SyncOptions};
+use crate::table::TableId;
+use crate::webhook::WebhookError;
 use crate::webhook::Webhooks;
+
+/// Exit code: one or more tables failed, or the command failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: the command line is invalid (clap's own code).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the configuration is invalid or incomplete.
+pub const EXIT_CONFIG: i32 = 3;
+
+/// Anything that stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("DAP API")]
+    Dap(#[from] DapError),
+    #[error("database")]
+    Db(#[from] DbError),
+    #[error("table schema")]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Sync(Box<SyncError>),
+    #[error("scheduler")]
+    Scheduler(#[from] SchedulerError),
+    #[error("webhooks")]
+    Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<SyncError> for Error {
+    fn from(error: SyncError) -> Self {
+        Error::Sync(Box::new(error))
+    }
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Dap(e) => e.is_transient(),
+            Error::Db(e) => e.is_transient(),
+            Error::Sync(e) => e.is_transient(),
+            Error::Export(ExportError::Dap(e)) => e.is_transient(),
+            Error::Export(_)
+            | Error::Config(_)
+            | Error::Schema(_)
+            | Error::Scheduler(_)
+            | Error::Webhook(_)
+            | Error::Io { .. }
+            | Error::Usage(_) => false,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => EXIT_CONFIG,
+            Error::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The error and its causes on one line.
+    pub fn chain(&self) -> String {
+        crate::error::chain(self)
+    }
+}
 
 /// The DAP client options the configuration describes.
 pub fn client_options(config: &Config) -> Result<ClientOptions, Error> {
@@ -85,9 +167,9 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     SyncOptions {
         on_invalid_record: config.sync.on_invalid_record,
         validate_records: config.sync.validate_records,
-        repeated_keys: config.sync.repeated_keys.clone(),
+        repeated_keys: config.sync.repeated_key_tables(),
         max_rejected_fraction: config.sync.max_rejected_fraction,
-        keep_history: config.sync.keep_history.clone(),
+        keep_history: config.sync.keep_history_tables(),
         progress,
     }
 }
@@ -99,13 +181,13 @@ pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, E
     Ok(Engine::new(dap, db, sync_options(config, progress)))
 }
 
-/// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
+/// Resolves a table selection to tables, asking the API for the namespace's
 /// tables only when the selection needs it (`all` or a pattern).
 pub async fn resolve_tables(
     dap: &DapClient,
     namespaces: &BTreeMap<String, NamespaceConfig>,
-) -> Result<Vec<(String, String)>, Error> {
-    Ok(crate::scheduler::resolve_tables(dap, namespaces).await?)
+) -> Result<Vec<TableId>, Error> {
+    Ok(crate::sync::resolve_tables(dap, namespaces).await?)
 }
 
 /// The selection `--namespace NS --table a,b|all` as a namespace configuration.
@@ -126,24 +208,24 @@ pub fn cli_selection(namespace: &str, tables: &str) -> BTreeMap<String, Namespac
 }
 
 /// The outcome of one table in a multi-table command.
-pub type TableResult = ((String, String), Result<Vec<RunReport>, SyncError>);
+pub type TableResult = (TableId, Result<Vec<RunReport>, SyncError>);
 
 /// Runs tables through the engine, at most `concurrency` at a time, in the order given.
 pub async fn sync_tables(
     engine: &Engine,
-    tables: Vec<(String, String)>,
+    tables: Vec<TableId>,
     mode: Mode,
     concurrency: usize,
 ) -> Vec<TableResult> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut running = JoinSet::new();
-    for (index, (namespace, table)) in tables.into_iter().enumerate() {
+    for (index, table) in tables.into_iter().enumerate() {
         let engine = engine.clone();
         let permits = permits.clone();
         running.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let result = engine.sync_table(&namespace, &table, mode).await;
-            (index, ((namespace, table), result))
+            let result = engine.sync_table(&table, mode).await;
+            (index, (table, result))
         });
     }
     let mut results: Vec<(usize, TableResult)> = Vec::new();

@@ -11,7 +11,34 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::secret::{REDACTED, Secret};
-use crate::sql::{Dialect, EnumMode};
+use crate::table::{TableId, glob_match};
+
+/// A supported target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    #[serde(alias = "mariadb")]
+    Mysql,
+    /// SQLite.
+    Sqlite,
+}
+
+/// How string enums are stored on PostgreSQL.
+///
+/// The mode applies when a table is created; the ALTERs for later schema versions assume the
+/// table was created in the current mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnumMode {
+    /// A native enum type per column, named `"<ns>"."<table>__<column>"` (the official client's way).
+    #[default]
+    Native,
+    /// Plain `text` with a CHECK constraint listing the values (readable by every BI tool).
+    Text,
+}
 
 /// Where the configuration file is looked for when `--config` is not given, in order.
 pub const DEFAULT_PATHS: [&str; 2] = ["config/dapsync.toml", "/etc/dapsync/dapsync.toml"];
@@ -251,6 +278,23 @@ impl Default for NamespaceConfig {
     }
 }
 
+impl SyncConfig {
+    /// The tables of `repeated_keys`; entries that are not `namespace.table` name no table.
+    pub fn repeated_key_tables(&self) -> Vec<TableId> {
+        table_ids(&self.repeated_keys)
+    }
+
+    /// The tables of `keep_history`; entries that are not `namespace.table` name no table.
+    pub fn keep_history_tables(&self) -> Vec<TableId> {
+        table_ids(&self.keep_history)
+    }
+}
+
+/// The `namespace.table` names of a list as tables; other entries name no table.
+fn table_ids(names: &[String]) -> Vec<TableId> {
+    names.iter().filter_map(|name| name.parse().ok()).collect()
+}
+
 impl NamespaceConfig {
     /// Whether `table` is selected: matched by `tables` (`all` matches everything) and by no
     /// `exclude` pattern.
@@ -278,36 +322,6 @@ impl NamespaceConfig {
                 .map(|(_, s)| s)
         })
     }
-}
-
-/// Matches `name` against a glob pattern with `*` (any run of characters) and `?` (one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    let (mut p, mut n) = (0, 0);
-    // Where the last `*` was, and how much of the name it has swallowed so far.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == '?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((star_p, star_n)) => {
-                    p = star_p + 1;
-                    n = star_n + 1;
-                    star = Some((star_p, star_n + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
 }
 
 impl Default for HttpConfig {

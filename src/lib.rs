@@ -8,26 +8,52 @@
 //!                    ├─► http            │  ├► db ─► sql ─► schema
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
 //!                                        └─► http reads status only
-//! config, error, secret: type-only leaves anyone may use.
-//! fake: a fake DAP server for tests, the demo and the benchmark; uses nothing else.
-//! notify (systemd notifications), webhook (failing/recovered POSTs): leaves app and scheduler use.
-//! export: `dapsync snapshot` / `incremental`, a job's objects saved as files with a manifest
-//! (uses dap; its command shell uses app).
-//! demo: `dapsync demo`, the fake server and the real daemon together (uses app, fake, cli's
-//! status table).
+//! config, error, table (TableId), secret, failpoint, hash: type-only leaves anyone may use.
 //! ```
+//!
+//! The arrows one module a line, as `tests/architecture.rs` reads them: it builds the graph from
+//! the `use crate::...` lines and `crate::x::` paths of `src/**/*.rs` and fails on any arrow not
+//! listed here. Leaves may use only leaves.
+//!
+//! ```text
+//! arrows:
+//! cli       ─► app sync status db dap fake schema sql telemetry export
+//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema export
+//! scheduler ─► sync status webhook
+//! http      ─► status
+//! webhook   ─► status dap
+//! notify    ─►
+//! telemetry ─►
+//! sync      ─► dap db schema status
+//! status    ─► db dap
+//! dap       ─►
+//! db        ─► sql schema
+//! sql       ─► schema
+//! schema    ─►
+//! fake      ─►
+//! export    ─► dap
+//! leaves    ─► config error table secret failpoint hash
+//! ```
+//!
+//! - `cli` holds the commands, `demo` (the fake server and the real daemon together) and `bench`
+//!   (which measures the database and the API directly, so it uses them directly).
+//! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
+//!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and
+//!   errors.
+//! - `export`: the file commands' work (a job's objects saved as files with a manifest); their
+//!   command shell is `cli/export`.
+//! - `fake`: the fake DAP server for tests, the demo and the benchmark.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dap;
 pub mod db;
-pub mod demo;
 pub mod error;
 pub mod export;
 pub mod failpoint;
 pub mod fake;
+pub mod hash;
 pub mod http;
 pub mod notify;
 pub mod scheduler;
@@ -36,5 +62,6 @@ pub mod secret;
 pub mod sql;
 pub mod status;
 pub mod sync;
+pub mod table;
 pub mod telemetry;
 pub mod webhook;

@@ -22,10 +22,9 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::config::{CronSchedule, NamespaceConfig};
-use crate::dap::{DapClient, DapError};
-use crate::db::{RunKind, TableStatus};
-use crate::status::{SkipReason, Status, TableId};
-use crate::sync::{Engine, Mode, RunReport, SyncError};
+use crate::status::{SkipReason, Status};
+use crate::sync::{Engine, Mode, RunKind, RunReport, SyncError, TableStatus};
+use crate::table::TableId;
 use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 
 /// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).
@@ -275,11 +274,7 @@ impl Runner {
                 return self.status.skipped(table, SkipReason::Paused);
             }
             self.status.started(table);
-            let sync = crate::dap::rate_limit_wait_of(self.engine.sync_table(
-                &table.namespace,
-                &table.table,
-                Mode::Sync,
-            ));
+            let sync = self.engine.sync_table_timed(table, Mode::Sync);
             let result = tokio::select! {
                 (result, waited) = sync => {
                     queued += waited;
@@ -304,7 +299,7 @@ impl Runner {
                 lock(&self.held_by_pause).insert(table.clone());
             }
             drop(permit);
-            if matches!(error, SyncError::Locked { .. }) {
+            if error.is_locked() {
                 info!(table = %table, "another process is syncing the table; tick skipped");
                 return self.status.skipped(table, SkipReason::Locked);
             }
@@ -319,7 +314,7 @@ impl Runner {
                     error = %error.chain(),
                     "table run failed; retrying"
                 );
-                self.status.retrying(table, attempt, &error);
+                self.status.retrying(table, attempt, &error.failure());
                 tokio::select! {
                     () = sleep(backoff) => {}
                     () = self.stopping.cancelled() => return self.status.abandoned(table),
@@ -340,7 +335,8 @@ impl Runner {
     ) {
         let duration = elapsed.saturating_sub(queued);
         self.status.queue_time(table, queued);
-        let recovered_from = self.status.succeeded(table, reports, duration);
+        let summaries: Vec<_> = reports.iter().map(RunReport::summary).collect();
+        let recovered_from = self.status.succeeded(table, &summaries, duration);
         let last = reports.last();
         info!(
             table = %table,
@@ -374,7 +370,7 @@ impl Runner {
     ) {
         let duration = elapsed.saturating_sub(queued);
         self.status.queue_time(table, queued);
-        let started_failing_with = self.status.failed(table, error, duration);
+        let started_failing_with = self.status.failed(table, &error.failure(), duration);
         error!(
             table = %table,
             outcome = "failed",
@@ -453,7 +449,7 @@ impl Runner {
     /// overdue run at once. Returns whether the API answered: when it does not, the tables the
     /// database knows (and the named ones) are scheduled, and none is removed.
     async fn refresh(self: &Arc<Self>) -> Result<bool, SchedulerError> {
-        let known = match self.engine.db().table_statuses().await {
+        let known = match self.engine.table_statuses().await {
             Ok(known) => known,
             Err(error) => {
                 warn!(error = %error, "cannot read the table states; assuming nothing is synced");
@@ -463,11 +459,11 @@ impl Runner {
         let namespaces = &self.options.namespaces;
         // Bounded, so that an API that accepts connections but never answers holds up neither
         // the start (and systemd's or Kubernetes' patience with it) nor the readiness checks.
-        let listing = timeout(LIST_TIMEOUT, resolve_tables(self.engine.dap(), namespaces)).await;
+        let listing = timeout(LIST_TIMEOUT, self.engine.resolve_tables(namespaces)).await;
         let (tables, listed) = match listing {
             Ok(Ok(tables)) => (tables, true),
             Ok(Err(error)) => {
-                warn!(error = %crate::error::Error::from(error).chain(), "cannot list the tables; scheduling the known ones");
+                warn!(error = %format!("DAP API: {}", crate::error::chain(&error)), "cannot list the tables; scheduling the known ones");
                 (fallback_tables(namespaces, &known), false)
             }
             Err(_) => {
@@ -481,8 +477,7 @@ impl Runner {
         let mut jobs = self.jobs.lock().await;
         let mut wanted: Vec<(TableId, CronSchedule)> = tables
             .into_iter()
-            .map(|(namespace, table)| {
-                let id = TableId::new(namespace, table);
+            .map(|id| {
                 let schedule = self.options.schedule_for(&id).clone();
                 (id, schedule)
             })
@@ -601,12 +596,12 @@ impl Runner {
     /// Checks that the database answers and that the login works, for `/readyz`.
     async fn check(&self) {
         let before = self.status.readiness();
-        let database = match timeout(CHECK_TIMEOUT, self.engine.db().ping()).await {
-            Ok(result) => result.map_err(|e| crate::error::Error::from(e).chain()),
+        let database = match timeout(CHECK_TIMEOUT, self.engine.check_database()).await {
+            Ok(result) => result,
             Err(_) => Err("the database did not answer in time".to_owned()),
         };
-        let login = match timeout(CHECK_TIMEOUT, self.engine.dap().ensure_login()).await {
-            Ok(result) => result.map_err(|e| crate::error::Error::from(e).chain()),
+        let login = match timeout(CHECK_TIMEOUT, self.engine.check_login()).await {
+            Ok(result) => result,
             Err(_) => Err("the login did not finish in time".to_owned()),
         };
         for (what, was, now) in [
@@ -628,31 +623,6 @@ impl Runner {
     }
 }
 
-/// Resolves a table selection to `(namespace, table)` pairs, asking the API for the namespace's
-/// tables only when the selection needs it (`all` or a pattern).
-pub async fn resolve_tables(
-    dap: &DapClient,
-    namespaces: &BTreeMap<String, NamespaceConfig>,
-) -> Result<Vec<(String, String)>, DapError> {
-    let mut tables = Vec::new();
-    for (namespace, selection) in namespaces {
-        let names = if selection.needs_listing() {
-            dap.list_tables(namespace).await?
-        } else {
-            selection.tables.clone()
-        };
-        tables.extend(
-            names
-                .into_iter()
-                .filter(|t| selection.selects(t))
-                .map(|t| (namespace.clone(), t)),
-        );
-    }
-    tables.sort();
-    tables.dedup();
-    Ok(tables)
-}
-
 /// Whether a table missed a tick since it last synced (or never synced).
 fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     match last_sync {
@@ -667,15 +637,15 @@ fn overdue(schedule: &CronSchedule, last_sync: Option<DateTime<Utc>>, now: DateT
 fn fallback_tables(
     namespaces: &BTreeMap<String, NamespaceConfig>,
     known: &[TableStatus],
-) -> Vec<(String, String)> {
-    let mut tables: Vec<(String, String)> = known
+) -> Vec<TableId> {
+    let mut tables: Vec<TableId> = known
         .iter()
         .filter(|s| {
             namespaces
                 .get(&s.namespace)
                 .is_some_and(|ns| ns.selects(&s.table))
         })
-        .map(|s| (s.namespace.clone(), s.table.clone()))
+        .map(|s| TableId::new(&s.namespace, &s.table))
         .collect();
     for (namespace, selection) in namespaces.iter().filter(|(_, s)| !s.needs_listing()) {
         tables.extend(
@@ -683,7 +653,7 @@ fn fallback_tables(
                 .tables
                 .iter()
                 .filter(|t| selection.selects(t))
-                .map(|t| (namespace.clone(), t.clone())),
+                .map(|t| TableId::new(namespace, t)),
         );
     }
     tables.sort();
@@ -814,8 +784,8 @@ mod tests {
         assert_eq!(
             tables,
             [
-                ("canvas".to_owned(), "courses".to_owned()),
-                ("canvas_logs".to_owned(), "web_logs".to_owned()),
+                TableId::new("canvas", "courses"),
+                TableId::new("canvas_logs", "web_logs"),
             ]
         );
     }

@@ -10,10 +10,8 @@ use reqwest::Url;
 use serde::Serialize;
 
 use crate::config::{WebhookConfig, WebhookFormat};
-use crate::status::{LastError, TableId};
-
-/// Sent as `User-Agent`.
-const USER_AGENT: &str = concat!("dapsync/", env!("CARGO_PKG_VERSION"));
+use crate::status::LastError;
+use crate::table::TableId;
 
 /// What happened to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,7 +56,7 @@ impl WebhookEvent {
 impl WebhookEvent {
     /// The body of the POST in `format`.
     pub fn body(&self, format: WebhookFormat) -> serde_json::Value {
-        let table = format!("{}.{}", self.namespace, self.table);
+        let table = TableId::new(&self.namespace, &self.table);
         let uuid = self.uuid.as_deref().unwrap_or("-");
         let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let headline = match self.event {
@@ -211,12 +209,7 @@ impl Webhooks {
 }
 
 fn client(timeout: Duration) -> Result<reqwest::Client, WebhookError> {
-    // reqwest is built without a default crypto provider; the error only says that a provider
-    // is already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .tls_backend_rustls()
-        .user_agent(USER_AGENT)
+    crate::dap::http_client_builder()
         .timeout(timeout)
         .build()
         .map_err(WebhookError::Client)

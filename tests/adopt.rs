@@ -8,6 +8,7 @@ use dapsync::fake::Changes;
 use dapsync::schema::{ColumnType, TableSchema};
 use dapsync::sql::Dialect;
 use dapsync::sync::Mode;
+use dapsync::table::TableId;
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Connection, Executor, MySqlConnection, PgConnection};
 
@@ -345,7 +346,7 @@ async fn a_database_left_by_the_official_client_is_continued_without_a_new_snaps
         );
         let engine = support::engine(&fake, &db).await;
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs.len(), 1, "{dialect:?}");
@@ -381,7 +382,7 @@ async fn a_database_left_by_the_official_client_is_continued_without_a_new_snaps
         // The one control row was advanced in place, to the job's `until`.
         let state = engine
             .db()
-            .sync_state("canvas", "courses")
+            .sync_state(&TableId::new("canvas", "courses"))
             .await
             .unwrap()
             .unwrap();
@@ -432,7 +433,7 @@ async fn a_database_left_by_the_official_client_is_continued_without_a_new_snaps
         }
         fake.advance("canvas", "courses", inserts);
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         let upstream = fake.current_rows("canvas", "courses").len() as i64;
@@ -450,7 +451,7 @@ async fn the_control_rows_dapsync_writes_are_the_official_ones() {
         let db = TestDb::new(dialect).await;
         let engine = support::engine(&fake, &db).await;
         let runs = engine
-            .sync_table("canvas", "users", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "users"), Mode::Sync)
             .await
             .unwrap();
         let at: DateTime<Utc> = runs[0].watermark;
@@ -559,7 +560,7 @@ async fn a_control_row_that_mysql_rounded_up_loses_no_changes() {
 
     let engine = support::engine(&fake, &db).await;
     let runs = engine
-        .sync_table("canvas", "courses", Mode::Sync)
+        .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
         .await
         .unwrap();
     assert_eq!(runs[0].kind, RunKind::Incremental);
@@ -627,7 +628,7 @@ async fn addresses_are_packed_as_the_official_client_packs_them_on_mysql() {
     );
     let engine = support::engine(&fake, &db).await;
     let runs = engine
-        .sync_table("canvas_logs", "web_logs", Mode::Sync)
+        .sync_table(&TableId::new("canvas_logs", "web_logs"), Mode::Sync)
         .await
         .unwrap();
     assert_eq!(runs[0].kind, RunKind::Incremental);
@@ -639,7 +640,7 @@ async fn addresses_are_packed_as_the_official_client_packs_them_on_mysql() {
     let db = TestDb::new(Dialect::Mysql).await;
     let engine = support::engine(&fake, &db).await;
     engine
-        .sync_table("canvas_logs", "web_logs", Mode::Sync)
+        .sync_table(&TableId::new("canvas_logs", "web_logs"), Mode::Sync)
         .await
         .unwrap();
     let mut conn = MySqlConnection::connect(db.url.expose()).await.unwrap();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use dapsync::db::TablePlan;
 use dapsync::fake::{Changes, Endpoint, FakeDap, Fault};
 use dapsync::sql::{DdlOptions, Dialect};
+use dapsync::table::TableId;
 use serde_json::Value;
 
 use crate::support::{self, DIALECTS, TestDb};
@@ -386,7 +387,7 @@ async fn init_sync_status_and_drop() {
         assert!(
             engine
                 .db()
-                .sync_state("canvas", "courses")
+                .sync_state(&TableId::new("canvas", "courses"))
                 .await
                 .unwrap()
                 .is_none()
@@ -407,7 +408,7 @@ async fn init_sync_status_and_drop() {
         assert!(
             engine
                 .db()
-                .sync_state("canvas", "users")
+                .sync_state(&TableId::new("canvas", "users"))
                 .await
                 .unwrap()
                 .is_some()

@@ -8,6 +8,7 @@ use tokio::process::Command;
 use dapsync::db::RunOutcome;
 use dapsync::fake::{Changes, FakeDap};
 use dapsync::sql::Dialect;
+use dapsync::table::TableId;
 
 use crate::support::{self, DIALECTS, TestDb};
 
@@ -86,7 +87,11 @@ async fn a_snapshot_killed_at_any_point_is_finished_by_the_next_run() {
 
             assert!(!sync(&config, Some(point)).await);
             let engine = support::engine(&fake, &db).await;
-            let state = engine.db().sync_state("canvas", "courses").await.unwrap();
+            let state = engine
+                .db()
+                .sync_state(&TableId::new("canvas", "courses"))
+                .await
+                .unwrap();
             if point != "mysql.snapshot.after_rename" {
                 // Nothing of the snapshot is visible: no control row, no live table.
                 assert_eq!(state, None, "{dialect:?} {point}");
@@ -136,7 +141,7 @@ async fn an_incremental_killed_at_any_point_leaves_the_previous_state_and_is_rep
             let before = support::dump(&engine, &fake, "canvas", "courses").await;
             let since = engine
                 .db()
-                .sync_state("canvas", "courses")
+                .sync_state(&TableId::new("canvas", "courses"))
                 .await
                 .unwrap()
                 .unwrap()
@@ -161,7 +166,7 @@ async fn an_incremental_killed_at_any_point_leaves_the_previous_state_and_is_rep
             assert_eq!(
                 engine
                     .db()
-                    .sync_state("canvas", "courses")
+                    .sync_state(&TableId::new("canvas", "courses"))
                     .await
                     .unwrap()
                     .unwrap()

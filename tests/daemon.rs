@@ -764,12 +764,7 @@ async fn snapshot_of(
     fake: &FakeDap,
     table: &TableId,
 ) -> (DateTime<Utc>, Vec<Value>) {
-    let state = engine
-        .db()
-        .sync_state(&table.namespace, &table.table)
-        .await
-        .unwrap()
-        .unwrap();
+    let state = engine.db().sync_state(table).await.unwrap().unwrap();
     let schema = support::schema(fake, &table.namespace, &table.table);
     let plan = TablePlan::new(engine.db().dialect(), schema);
     let mut rows = engine.db().dump_rows(&plan).await.unwrap();
@@ -913,13 +908,13 @@ async fn sigterm_during_a_stalled_start_up_stops_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_replicates_its_tables_and_refuses_to_overwrite_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let args = dapsync::demo::DemoArgs {
+    let args = dapsync::cli::demo::DemoArgs {
         database: dir.path().join("demo.db"),
         replace: false,
         rounds: 1,
         port: 0,
     };
-    let code = dapsync::demo::run(args.clone(), std::future::pending())
+    let code = dapsync::cli::demo::run(args.clone(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(code, 0);
@@ -936,9 +931,9 @@ async fn the_demo_replicates_its_tables_and_refuses_to_overwrite_a_file() {
     assert!(statuses.iter().all(|s| s.consecutive_failures == 0));
     db.close().await;
 
-    let refused = dapsync::demo::run(args, std::future::pending()).await;
+    let refused = dapsync::cli::demo::run(args, std::future::pending()).await;
     assert!(
-        matches!(&refused, Err(dapsync::error::Error::Usage(m)) if m.contains("--replace")),
+        matches!(&refused, Err(dapsync::app::Error::Usage(m)) if m.contains("--replace")),
         "{refused:?}"
     );
 }

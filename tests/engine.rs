@@ -4,6 +4,7 @@ use dapsync::config::OnInvalidRecord;
 use dapsync::db::{RunKind, RunOutcome};
 use dapsync::fake::{Changes, Endpoint, FakeTable, Fault};
 use dapsync::sync::{Mode, ProgressMode};
+use dapsync::table::TableId;
 
 use crate::support::{self, DIALECTS, TestDb};
 
@@ -15,7 +16,7 @@ async fn snapshot_then_incrementals_end_equal_to_the_source() {
         let engine = support::engine(&fake, &db).await;
 
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs.len(), 1);
@@ -35,7 +36,7 @@ async fn snapshot_then_incrementals_end_equal_to_the_source() {
                 },
             );
             let runs = engine
-                .sync_table("canvas", "courses", Mode::Sync)
+                .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
                 .await
                 .unwrap();
             assert_eq!(
@@ -56,7 +57,7 @@ async fn a_broken_chain_is_answered_with_a_new_snapshot() {
         let db = TestDb::new(dialect).await;
         let engine = support::engine(&fake, &db).await;
         engine
-            .sync_table("canvas", "users", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "users"), Mode::Sync)
             .await
             .unwrap();
 
@@ -81,7 +82,7 @@ async fn a_broken_chain_is_answered_with_a_new_snapshot() {
             },
         );
         let runs = engine
-            .sync_table("canvas", "users", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "users"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs.len(), 1, "{dialect:?}");
@@ -119,7 +120,7 @@ async fn a_broken_chain_is_answered_with_a_new_snapshot() {
             1,
         );
         let runs = engine
-            .sync_table("canvas", "users", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "users"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs[0].reason, Some("out_of_range"), "{dialect:?}");
@@ -137,7 +138,7 @@ async fn a_broken_chain_is_answered_with_a_new_snapshot() {
             },
         );
         let runs = engine
-            .sync_table("canvas", "users", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "users"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs[0].kind, RunKind::Incremental);
@@ -167,7 +168,7 @@ async fn repeated_keys_keep_the_last_version() {
         let engine = support::engine(&fake, &db).await;
         slow_first_object(&fake);
         let runs = engine
-            .sync_table("canvas_logs", "web_logs", Mode::Sync)
+            .sync_table(&TableId::new("canvas_logs", "web_logs"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs[0].stats.row_count, 60, "{dialect:?}");
@@ -185,7 +186,7 @@ async fn repeated_keys_keep_the_last_version() {
             );
             slow_first_object(&fake);
             engine
-                .sync_table("canvas_logs", "web_logs", Mode::Sync)
+                .sync_table(&TableId::new("canvas_logs", "web_logs"), Mode::Sync)
                 .await
                 .unwrap();
             support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
@@ -201,7 +202,7 @@ async fn repeated_keys_keep_the_last_version() {
             .await
             .unwrap();
         engine
-            .sync_table("canvas_logs", "web_logs", Mode::Sync)
+            .sync_table(&TableId::new("canvas_logs", "web_logs"), Mode::Sync)
             .await
             .unwrap();
         support::assert_replica_matches(&engine, &fake, "canvas_logs", "web_logs").await;
@@ -223,13 +224,17 @@ async fn bad_records_go_to_the_reject_table_and_lose_nothing() {
         })
         .await;
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         // Rows 0, 5, ..., 25 each bring one bad line.
         assert_eq!(runs[0].stats.rejected, 6, "{dialect:?}");
         assert_eq!(
-            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            engine
+                .db()
+                .reject_count(&TableId::new("canvas", "courses"))
+                .await
+                .unwrap(),
             6
         );
         // The run history holds the same facts on every database (MySQL records its snapshot
@@ -257,12 +262,16 @@ async fn bad_records_go_to_the_reject_table_and_lose_nothing() {
             },
         );
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         assert_eq!(runs[0].stats.rejected, 6);
         assert_eq!(
-            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            engine
+                .db()
+                .reject_count(&TableId::new("canvas", "courses"))
+                .await
+                .unwrap(),
             12
         );
         support::assert_replica_matches(&engine, &fake, "canvas", "courses").await;
@@ -281,7 +290,7 @@ async fn with_on_invalid_record_fail_a_bad_record_fails_the_run_and_applies_noth
             .await
             .unwrap();
         engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         let before = support::dump(&engine, &fake, "canvas", "courses").await;
@@ -298,7 +307,7 @@ async fn with_on_invalid_record_fail_a_bad_record_fails_the_run_and_applies_noth
             },
         );
         let error = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap_err();
         assert_eq!(
@@ -313,7 +322,11 @@ async fn with_on_invalid_record_fail_a_bad_record_fails_the_run_and_applies_noth
             "nothing applied"
         );
         assert_eq!(
-            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            engine
+                .db()
+                .reject_count(&TableId::new("canvas", "courses"))
+                .await
+                .unwrap(),
             0
         );
         let history = engine

@@ -2,6 +2,7 @@
 
 use dapsync::fake::{Changes, Endpoint, FakeDap, FakeTable, Fault, fixture_schema};
 use dapsync::sync::Mode;
+use dapsync::table::TableId;
 use serde_json::{Value, json};
 
 use crate::support::replica::fake_of;
@@ -15,6 +16,10 @@ fn change_schema(fake: &FakeDap, edit: impl FnOnce(&mut Value)) {
     let mut schema = fake.schema(NS, TABLE)["schema"].take();
     edit(&mut schema);
     fake.bump_schema(NS, TABLE, schema, false);
+}
+
+fn id() -> TableId {
+    TableId::new(NS, TABLE)
 }
 
 fn updates(n: u64) -> Changes {
@@ -62,14 +67,14 @@ async fn a_change_to_a_column_added_by_a_failed_run_is_applied() {
         assert!(silver > 0, "{dialect:?}");
         let engine = support::engine(&fake, &db).await;
         let runs = engine
-            .sync_table(NS, TABLE, Mode::Sync)
+            .sync_table(&id(), Mode::Sync)
             .await
             .unwrap_or_else(|e| panic!("{dialect:?}: {}", e.chain()));
         assert_eq!(runs[0].stats.rejected, 0, "{dialect:?}");
         support::assert_replica_matches(&engine, &fake, NS, TABLE).await;
         // The load committed: the live table has table_sync's schema again.
         assert!(
-            engine.db().live_schema(NS, TABLE).await.unwrap().is_none(),
+            engine.db().live_schema(&id()).await.unwrap().is_none(),
             "{dialect:?}"
         );
         engine.db().close().await;
@@ -89,16 +94,10 @@ async fn a_job_is_never_loaded_with_another_schema_version() {
         .await;
         let db = TestDb::new(dialect).await;
         let engine = support::engine(&fake, &db).await;
-        engine.sync_table(NS, TABLE, Mode::Sync).await.unwrap();
+        engine.sync_table(&id(), Mode::Sync).await.unwrap();
         let v1 = support::schema(&fake, NS, TABLE);
         let before = support::replica::dump(&engine, &v1).await;
-        let since = engine
-            .db()
-            .sync_state(NS, TABLE)
-            .await
-            .unwrap()
-            .unwrap()
-            .since;
+        let since = engine.db().sync_state(&id()).await.unwrap().unwrap().since;
 
         change_schema(&fake, |s| {
             s["properties"]["value"]["properties"]["tier"] =
@@ -108,7 +107,7 @@ async fn a_job_is_never_loaded_with_another_schema_version() {
         // Both looks at the schema (before the query, and after the job named another version)
         // see the version before.
         fake.inject(Fault::StaleSchema, Endpoint::GetSchema, 2);
-        let error = engine.sync_table(NS, TABLE, Mode::Sync).await.unwrap_err();
+        let error = engine.sync_table(&id(), Mode::Sync).await.unwrap_err();
         assert_eq!(
             error.type_name(),
             "SchemaVersionMismatch",
@@ -121,15 +120,15 @@ async fn a_job_is_never_loaded_with_another_schema_version() {
             before,
             "{dialect:?}: nothing applied"
         );
-        let state = engine.db().sync_state(NS, TABLE).await.unwrap().unwrap();
+        let state = engine.db().sync_state(&id()).await.unwrap().unwrap();
         assert_eq!(
             (state.since, state.schema_version),
             (since, 1),
             "{dialect:?}"
         );
-        assert_eq!(engine.db().reject_count(NS, TABLE).await.unwrap(), 0);
+        assert_eq!(engine.db().reject_count(&id()).await.unwrap(), 0);
 
-        engine.sync_table(NS, TABLE, Mode::Sync).await.unwrap();
+        engine.sync_table(&id(), Mode::Sync).await.unwrap();
         support::assert_replica_matches(&engine, &fake, NS, TABLE).await;
         engine.db().close().await;
     }

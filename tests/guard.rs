@@ -4,6 +4,7 @@
 use dapsync::db::RunOutcome;
 use dapsync::fake::{Changes, FakeTable};
 use dapsync::sync::Mode;
+use dapsync::table::TableId;
 use serde_json::json;
 
 use crate::support::replica::{engine_with, fake_of};
@@ -16,13 +17,13 @@ async fn an_incremental_above_the_rejected_share_is_not_applied() {
         let db = TestDb::new(dialect).await;
         let engine = support::engine(&fake, &db).await;
         engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         let rows_before = support::dump(&engine, &fake, "canvas", "courses").await;
         let since_before = engine
             .db()
-            .sync_state("canvas", "courses")
+            .sync_state(&TableId::new("canvas", "courses"))
             .await
             .unwrap()
             .unwrap()
@@ -40,7 +41,7 @@ async fn an_incremental_above_the_rejected_share_is_not_applied() {
             },
         );
         let error = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap_err();
         assert_eq!(
@@ -59,10 +60,18 @@ async fn an_incremental_above_the_rejected_share_is_not_applied() {
             rows_before,
             "{dialect:?}: nothing applied"
         );
-        let state = engine.db().sync_state("canvas", "courses").await.unwrap();
+        let state = engine
+            .db()
+            .sync_state(&TableId::new("canvas", "courses"))
+            .await
+            .unwrap();
         assert_eq!(state.unwrap().since, since_before, "{dialect:?}");
         assert_eq!(
-            engine.db().reject_count("canvas", "courses").await.unwrap(),
+            engine
+                .db()
+                .reject_count(&TableId::new("canvas", "courses"))
+                .await
+                .unwrap(),
             0
         );
         let history = engine
@@ -81,7 +90,7 @@ async fn an_incremental_above_the_rejected_share_is_not_applied() {
         // Allowed more rejects, the same window loads, with its rejects stored.
         let engine = engine_with(&fake, &db, |c| c.sync.max_rejected_fraction = 0.5).await;
         let runs = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap();
         assert!(runs[0].stats.rejected > 0, "{dialect:?}");
@@ -111,7 +120,7 @@ async fn a_snapshot_whose_every_record_is_rejected_is_never_applied() {
         let db = TestDb::new(dialect).await;
         let engine = engine_with(&fake, &db, |c| c.sync.max_rejected_fraction = 1.0).await;
         let error = engine
-            .sync_table("canvas", "courses", Mode::Sync)
+            .sync_table(&TableId::new("canvas", "courses"), Mode::Sync)
             .await
             .unwrap_err();
         assert_eq!(
@@ -128,7 +137,7 @@ async fn a_snapshot_whose_every_record_is_rejected_is_never_applied() {
         assert!(
             engine
                 .db()
-                .sync_state("canvas", "courses")
+                .sync_state(&TableId::new("canvas", "courses"))
                 .await
                 .unwrap()
                 .is_none(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use dapsync::fake::{Changes, FakeDap, FakeTable};
 use dapsync::sync::{Engine, Mode};
+use dapsync::table::TableId;
 use serde_json::Value;
 
 use crate::support::replica::fake_of;
@@ -39,7 +40,10 @@ async fn a_resnapshot_of_a_kept_table_merges_and_keeps_rows_gone_upstream() {
         fake.set_retention(NS, TABLE, Duration::from_secs(3600));
         let db = TestDb::new(dialect).await;
         let engine = support::engine(&fake, &db).await;
-        engine.sync_table(NS, TABLE, Mode::Sync).await.unwrap();
+        engine
+            .sync_table(&TableId::new(NS, TABLE), Mode::Sync)
+            .await
+            .unwrap();
         let (first, _) = rows(&engine, &fake).await;
 
         // Past the retention window, with rows updated, added and deleted meanwhile: the
@@ -55,7 +59,10 @@ async fn a_resnapshot_of_a_kept_table_merges_and_keeps_rows_gone_upstream() {
                 ..Changes::default()
             },
         );
-        let runs = engine.sync_table(NS, TABLE, Mode::Sync).await.unwrap();
+        let runs = engine
+            .sync_table(&TableId::new(NS, TABLE), Mode::Sync)
+            .await
+            .unwrap();
         assert_eq!(
             runs.last().unwrap().reason,
             Some("out_of_range"),
@@ -80,7 +87,7 @@ async fn a_resnapshot_of_a_kept_table_merges_and_keeps_rows_gone_upstream() {
         );
 
         // `resync` merges too; a table not kept is replaced (the source's rows only).
-        engine.resync(NS, TABLE).await.unwrap();
+        engine.resync(&TableId::new(NS, TABLE)).await.unwrap();
         assert_eq!(
             rows(&engine, &fake).await.0,
             by_key(expected),
@@ -89,7 +96,7 @@ async fn a_resnapshot_of_a_kept_table_merges_and_keeps_rows_gone_upstream() {
         engine.db().close().await;
         let engine =
             crate::support::replica::engine_with(&fake, &db, |c| c.sync.keep_history.clear()).await;
-        engine.resync(NS, TABLE).await.unwrap();
+        engine.resync(&TableId::new(NS, TABLE)).await.unwrap();
         let (replica, source) = rows(&engine, &fake).await;
         assert_eq!(replica, source, "{dialect:?}");
         engine.db().close().await;

@@ -3,6 +3,7 @@
 mod support;
 
 mod adopt;
+mod architecture;
 mod cli;
 mod crash;
 mod daemon;

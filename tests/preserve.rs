@@ -10,6 +10,7 @@ use dapsync::db::{ObjectWarning, RunOutcome};
 use dapsync::fake::{Changes, FakeDap, FakeTable, fixture_schema};
 use dapsync::sql::Dialect;
 use dapsync::sync::{Engine, Mode, RunReport};
+use dapsync::table::TableId;
 use serde_json::{Map, Value, json};
 use sqlx::{Connection, MySqlConnection, PgConnection, SqliteConnection};
 
@@ -82,7 +83,7 @@ async fn replicated(dialect: Dialect, table: &str) -> (FakeDap, TestDb, Engine) 
 
 async fn sync(engine: &Engine, table: &str, mode: Mode) -> Vec<RunReport> {
     engine
-        .sync_table(NS, table, mode)
+        .sync_table(&TableId::new(NS, table), mode)
         .await
         .unwrap_or_else(|e| panic!("{table}: {}", e.chain()))
 }

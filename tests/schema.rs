@@ -11,6 +11,7 @@ use dapsync::fake::{Changes, FakeDap, FakeTable, fixture_schema, fixture_tables}
 use dapsync::schema::{ColumnType, TRUNCATION_PLACEHOLDER, TableSchema};
 use dapsync::sql::{Dialect, EnumMode};
 use dapsync::sync::{Engine, Mode, RunReport};
+use dapsync::table::TableId;
 use serde_json::{Map, Value, json};
 
 use crate::support::replica::{
@@ -105,11 +106,8 @@ async fn every_table() -> FakeDap {
     fake_of(tables).await
 }
 
-fn names(tables: &[(&str, &str)]) -> Vec<(String, String)> {
-    tables
-        .iter()
-        .map(|(ns, t)| (ns.to_string(), t.to_string()))
-        .collect()
+fn names(tables: &[(&str, &str)]) -> Vec<TableId> {
+    tables.iter().map(|(ns, t)| TableId::new(*ns, *t)).collect()
 }
 
 /// Syncs `tables`, `concurrency` at a time, then checks that each replica equals its source.
@@ -122,7 +120,8 @@ async fn sync_all(
 ) {
     let results = dapsync::app::sync_tables(engine, names(tables), Mode::Sync, concurrency).await;
     assert_eq!(results.len(), tables.len());
-    for ((ns, t), result) in results {
+    for (id, result) in results {
+        let (ns, t) = (id.namespace, id.table);
         let runs = result.unwrap_or_else(|e| panic!("{ns}.{t}: {}", e.chain()));
         assert_eq!(runs.len(), 1, "{ns}.{t}");
         assert_eq!(runs[0].kind, expected, "{ns}.{t}");
@@ -355,7 +354,7 @@ impl Evolving {
     async fn sync(&self) -> RunReport {
         let mut runs = self
             .engine
-            .sync_table(NS, self.table, Mode::Sync)
+            .sync_table(&TableId::new(NS, self.table), Mode::Sync)
             .await
             .unwrap_or_else(|e| panic!("{}", e.chain()));
         assert_eq!(runs.len(), 1);

@@ -8,6 +8,7 @@ use super::plan::TablePlan;
 use super::query::{Arg, Kind, Tx};
 use super::{Db, DbError};
 use crate::sql::Dialect;
+use crate::table::TableId;
 
 /// What the control tables say about a replicated table.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,8 +52,7 @@ pub enum RunKind {
 /// A run about to start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun<'a> {
-    pub namespace: &'a str,
-    pub table: &'a str,
+    pub table: &'a TableId,
     pub kind: RunKind,
     /// Why a snapshot runs: `initial`, `snapshot_required`, `out_of_range`, `schema_rebuild`, `requested`.
     pub reason: Option<&'a str>,
@@ -192,11 +192,8 @@ pub(crate) fn synced_last(d: Dialect, watermark: DateTime<Utc>, stamp: DateTime<
 
 impl Db {
     /// The sync state of a table, or `None` if it was never synced (by dapsync or `dap`).
-    pub async fn sync_state(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<Option<SyncState>, DbError> {
+    pub async fn sync_state(&self, id: &TableId) -> Result<Option<SyncState>, DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         let d = self.dialect();
         let rows = self
             .fetch(
@@ -216,9 +213,7 @@ impl Db {
         let (Some(stamp), Some(schema_version), Some(schema_description)) =
             (row[0].time(), row[1].int(), row[2].text())
         else {
-            return Err(DbError::Inconsistent(format!(
-                "table_sync has an incomplete row for {namespace}.{table}"
-            )));
+            return Err(DbError::IncompleteSyncState { table: id.clone() });
         };
         let watermark = self
             .fetch(
@@ -253,11 +248,8 @@ impl Db {
     }
 
     /// The MySQL swap in progress for a table, if any.
-    pub(crate) async fn pending_swap(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<Option<PendingSwap>, DbError> {
+    pub(crate) async fn pending_swap(&self, id: &TableId) -> Result<Option<PendingSwap>, DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         let rows = self
             .fetch(
                 &format!(
@@ -272,11 +264,12 @@ impl Db {
         let Some(json) = rows.into_iter().next().and_then(|row| row[0].text()) else {
             return Ok(None);
         };
-        serde_json::from_str(&json).map(Some).map_err(|e| {
-            DbError::Inconsistent(format!(
-                "table_state.pending_swap of {namespace}.{table} is unreadable: {e}"
-            ))
-        })
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|source| DbError::UnreadablePendingSwap {
+                table: id.clone(),
+                source,
+            })
     }
 
     /// Records (or clears) a MySQL swap in progress.
@@ -302,7 +295,7 @@ impl Db {
         let mut tx = self.begin().await?;
         tx.execute(
             &format!("UPDATE {runs} SET outcome = 'interrupted', finished_at = ? WHERE namespace = ? AND table_name = ? AND outcome = 'running'"),
-            &[Arg::Time(Some(Utc::now())), text(run.namespace), text(run.table)],
+            &[Arg::Time(Some(Utc::now())), text(&run.table.namespace), text(&run.table.table)],
         )
         .await
         .map_err(DbError::sql(context))?;
@@ -314,8 +307,8 @@ impl Db {
             "INSERT INTO {runs} (namespace, table_name, kind, reason, since, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')"
         );
         let args = [
-            text(run.namespace),
-            text(run.table),
+            text(&run.table.namespace),
+            text(&run.table.table),
             text(kind),
             Arg::Text(run.reason.map(str::to_owned)),
             Arg::Time(run.since),
@@ -334,7 +327,7 @@ impl Db {
         .map_err(DbError::sql(context))?
         .first()
         .and_then(|row| row[0].int())
-        .ok_or_else(|| DbError::Inconsistent("the run history returned no id".into()))?;
+        .ok_or(DbError::NoRunId)?;
         tx.commit().await.map_err(DbError::sql(context))?;
         Ok(id)
     }
@@ -343,8 +336,7 @@ impl Db {
     pub async fn fail_run(
         &self,
         run_id: i64,
-        plan_namespace: &str,
-        plan_table: &str,
+        table: &TableId,
         result: &RunResult,
         error: &RunError,
     ) -> Result<(), DbError> {
@@ -361,8 +353,8 @@ impl Db {
             text(&error.message),
             now.clone(),
             now.clone(),
-            text(plan_namespace),
-            text(plan_table),
+            text(&table.namespace),
+            text(&table.table),
         ];
         let context = "recording a failed run";
         let updated = tx
@@ -378,7 +370,7 @@ impl Db {
                     "INSERT INTO {state} (namespace, table_name, last_error_type, last_error_uuid, last_error_message, last_error_at, \
                      consecutive_failures, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
                 ),
-                &[text(plan_namespace), text(plan_table), args[0].clone(), args[1].clone(), args[2].clone(), now.clone(), now],
+                &[text(&table.namespace), text(&table.table), args[0].clone(), args[1].clone(), args[2].clone(), now.clone(), now],
             )
             .await
             .map_err(DbError::sql(context))?;
@@ -540,14 +532,14 @@ impl Db {
     }
 
     /// How many rejected records a table has.
-    pub async fn reject_count(&self, namespace: &str, table: &str) -> Result<i64, DbError> {
+    pub async fn reject_count(&self, table: &TableId) -> Result<i64, DbError> {
         let rows = self
             .fetch(
                 &format!(
                     "SELECT count(*) FROM {} WHERE namespace = ? AND table_name = ?",
                     self.dialect().own_table("rejects")
                 ),
-                &[text(namespace), text(table)],
+                &[text(&table.namespace), text(&table.table)],
                 &[Kind::Int],
                 "counting rejects",
             )
@@ -556,7 +548,8 @@ impl Db {
     }
 
     /// Forgets a table: its `table_sync` row and dapsync's state (the run history stays).
-    pub(crate) async fn forget_table(&self, namespace: &str, table: &str) -> Result<(), DbError> {
+    pub(crate) async fn forget_table(&self, id: &TableId) -> Result<(), DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         let d = self.dialect();
         let mut tx = self.begin().await?;
         for sql in [

@@ -13,14 +13,11 @@ use super::control::upsert_table_state;
 use super::query::{Arg, Kind};
 use super::{Db, DbError, TablePlan};
 use crate::schema::TableSchema;
+use crate::table::TableId;
 
 impl Db {
     /// The live table's schema when it differs from `table_sync`'s, else `None`.
-    pub async fn live_schema(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<Option<TableSchema>, DbError> {
+    pub async fn live_schema(&self, id: &TableId) -> Result<Option<TableSchema>, DbError> {
         let rows = self
             .fetch(
                 &format!(
@@ -28,8 +25,8 @@ impl Db {
                     self.dialect().own_table("table_state")
                 ),
                 &[
-                    Arg::Text(Some(namespace.to_owned())),
-                    Arg::Text(Some(table.to_owned())),
+                    Arg::Text(Some(id.namespace.clone())),
+                    Arg::Text(Some(id.table.clone())),
                 ],
                 &[Kind::Text],
                 "reading table_state",
@@ -38,16 +35,15 @@ impl Db {
         let Some(text) = rows.into_iter().next().and_then(|row| row[0].text()) else {
             return Ok(None);
         };
-        let unreadable = |reason: String| {
-            DbError::Inconsistent(format!(
-                "table_state.live_schema of {namespace}.{table} is unreadable: {reason}"
-            ))
+        let unreadable = |reason: String| DbError::UnreadableLiveSchema {
+            table: id.clone(),
+            reason,
         };
         let value: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
         let version = value["version"]
             .as_i64()
             .ok_or_else(|| unreadable("no version".into()))?;
-        TableSchema::from_json_schema(namespace, table, version, &value["schema"])
+        TableSchema::from_json_schema(&id.namespace, &id.table, version, &value["schema"])
             .map(Some)
             .map_err(|e| unreadable(e.to_string()))
     }

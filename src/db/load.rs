@@ -33,6 +33,7 @@ use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
 use crate::schema::TableSchema;
 use crate::sql::{self, Dialect, LoadColumns, Statement, TableNames};
+use crate::table::TableId;
 
 /// Where a successful load leaves the table.
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ pub struct LoadStats {
 
 /// One record of a change set: an upsert with its full row, or a delete with its key cells.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
+pub struct RowChange {
     pub delete: bool,
     pub row: Row,
 }
@@ -66,7 +67,7 @@ pub struct Change {
 #[derive(Debug)]
 enum Msg {
     Rows(Vec<Row>),
-    Changes(Vec<Change>),
+    Changes(Vec<RowChange>),
     Rejects(Vec<Reject>),
     Commit(Box<Commit>, oneshot::Sender<()>),
 }
@@ -83,11 +84,6 @@ pub struct Load {
     sender: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<LoadStats, DbError>>>,
 }
-
-/// The loading of a snapshot.
-pub type SnapshotLoad = Load;
-/// The loading of a change set.
-pub type IncrementalLoad = Load;
 
 const CHANNEL_BATCHES: usize = 2;
 const COPY_CHUNK: usize = 1 << 20;
@@ -128,7 +124,7 @@ impl Db {
         plan: Arc<TablePlan>,
         run_id: i64,
         repeated_keys: bool,
-    ) -> Result<SnapshotLoad, DbError> {
+    ) -> Result<Load, DbError> {
         self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys })
             .await
     }
@@ -138,7 +134,7 @@ impl Db {
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
-    ) -> Result<IncrementalLoad, DbError> {
+    ) -> Result<Load, DbError> {
         self.begin_load(plan, run_id, LoadKind::Incremental).await
     }
 
@@ -167,24 +163,24 @@ impl Db {
 
     /// Finishes a MySQL snapshot swap that a crash interrupted (see the module docs). A no-op when
     /// nothing is pending, and on PostgreSQL and SQLite, whose swaps are transactional.
-    pub async fn recover_table(&self, namespace: &str, table: &str) -> Result<(), DbError> {
+    pub async fn recover_table(&self, id: &TableId) -> Result<(), DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         if self.dialect() != Dialect::Mysql {
             return Ok(());
         }
-        let Some(pending) = self.pending_swap(namespace, table).await? else {
+        let Some(pending) = self.pending_swap(id).await? else {
             return Ok(());
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&pending.schema_description).map_err(|e| {
-                DbError::Inconsistent(format!(
-                    "pending swap of {namespace}.{table} has an unreadable schema: {e}"
-                ))
-            })?;
-        let schema =
-            TableSchema::from_json_schema(namespace, table, pending.schema_version, &value)
-                .map_err(|e| {
-                    DbError::Inconsistent(format!("pending swap of {namespace}.{table}: {e}"))
-                })?;
+        let schema = TableSchema::from_stored(
+            namespace,
+            table,
+            pending.schema_version,
+            &pending.schema_description,
+        )
+        .map_err(|source| DbError::UnreadablePendingSchema {
+            table: id.clone(),
+            source: Box::new(source),
+        })?;
         let plan = TablePlan::new(Dialect::Mysql, schema);
         tracing::info!(table = %plan.label(), run_id = pending.run_id, "finishing an interrupted snapshot swap");
         self.mysql_swap(&plan, &pending).await
@@ -296,7 +292,7 @@ impl Load {
     }
 
     /// Sends change-set records, in result order (later ones win).
-    pub async fn changes(&mut self, changes: Vec<Change>) -> Result<(), DbError> {
+    pub async fn changes(&mut self, changes: Vec<RowChange>) -> Result<(), DbError> {
         self.send(Msg::Changes(changes)).await
     }
 
@@ -328,26 +324,20 @@ impl Load {
 
     async fn send(&mut self, msg: Msg) -> Result<(), DbError> {
         let Some(sender) = &self.sender else {
-            return Err(DbError::Inconsistent("the load has already ended".into()));
+            return Err(DbError::LoadEnded);
         };
         if sender.send(msg).await.is_ok() {
             return Ok(());
         }
         // The writer stopped: its error says why.
         self.sender = None;
-        self.join().await.and(Err(DbError::Inconsistent(
-            "the database writer stopped".into(),
-        )))
+        self.join().await.and(Err(DbError::WriterStopped))
     }
 
     async fn join(&mut self) -> Result<LoadStats, DbError> {
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| {
-                Err(DbError::Inconsistent(format!(
-                    "the database writer failed: {e}"
-                )))
-            }),
-            None => Err(DbError::Inconsistent("the load has already ended".into())),
+            Some(task) => task.await.unwrap_or_else(|e| Err(DbError::WriterFailed(e))),
+            None => Err(DbError::LoadEnded),
         }
     }
 }
@@ -373,7 +363,7 @@ struct Writer {
 }
 
 fn aborted() -> DbError {
-    DbError::Inconsistent("the load was abandoned before its commit; nothing was applied".into())
+    DbError::LoadAbandoned
 }
 
 impl Writer {
@@ -644,7 +634,7 @@ impl Writer {
     async fn apply_changes(
         &mut self,
         tx: &mut Tx,
-        changes: Vec<Change>,
+        changes: Vec<RowChange>,
         follow_limit: i64,
         max_vars: usize,
     ) -> Result<(), DbError> {
@@ -736,7 +726,7 @@ impl Writer {
             )
         );
         let mut pending: Vec<Row> = Vec::new();
-        let mut pending_changes: Vec<Change> = Vec::new();
+        let mut pending_changes: Vec<RowChange> = Vec::new();
         // A MySQL snapshot's rows go in over connections of their own (see `ParallelInserts`).
         let mut parallel = if snapshot && dialect == Dialect::Mysql {
             ParallelInserts::start(&db, &plan, MYSQL_SNAPSHOT_CONNECTIONS).await?
@@ -916,7 +906,7 @@ impl ParallelInserts {
             // each connection appending runs of keys than with keys alternating between them.
             let spread = match row.first() {
                 Some(Cell::Int(id)) => (*id / 1024) as u64,
-                _ => crate::sql::fnv1a(self.plan.key_text(&row).as_bytes()),
+                _ => crate::hash::fnv1a(self.plan.key_text(&row).as_bytes()),
             };
             let i = (spread % connections) as usize;
             self.pending[i].push(row);
@@ -959,7 +949,7 @@ impl ParallelInserts {
 }
 
 /// Keeps the last change of every key (later lines win), split into upsert rows and delete keys.
-fn last_change_per_key(plan: &TablePlan, changes: Vec<Change>) -> (Vec<Row>, Vec<Row>) {
+fn last_change_per_key(plan: &TablePlan, changes: Vec<RowChange>) -> (Vec<Row>, Vec<Row>) {
     let mut latest: HashMap<String, usize> = HashMap::with_capacity(changes.len());
     for (i, change) in changes.iter().enumerate() {
         latest.insert(plan.key_text(&change.row), i);
@@ -1238,10 +1228,10 @@ impl Db {
     /// rows. `schema` (from `table_sync`) names the enum types to drop on PostgreSQL.
     pub async fn drop_replica(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         schema: Option<&TableSchema>,
     ) -> Result<(), DbError> {
+        let (namespace, table) = (id.namespace.as_str(), id.table.as_str());
         let d = self.dialect();
         let live = TableNames::live(d, namespace, table);
         let staging = TableNames::staging(d, namespace, table);
@@ -1255,6 +1245,6 @@ impl Db {
         }
         self.apply_statements(&statements, &format!("dropping {namespace}.{table}"))
             .await?;
-        self.forget_table(namespace, table).await
+        self.forget_table(id).await
     }
 }

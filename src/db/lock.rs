@@ -12,6 +12,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{MySql, Postgres};
 
 use super::{Db, DbError, Pool};
+use crate::table::TableId;
 
 /// A held table lock. Release it with [`TableLock::release`]; dropping it also releases it (the
 /// database connection holding it is closed rather than returned to the pool).
@@ -30,17 +31,13 @@ enum Held {
 
 impl Db {
     /// Takes the lock of a table if nobody holds it; `None` if another run holds it.
-    pub async fn try_lock_table(
-        &self,
-        namespace: &str,
-        table: &str,
-    ) -> Result<Option<TableLock>, DbError> {
-        let name = format!("dapsync:{namespace}.{table}");
-        let context = format!("locking {namespace}.{table}");
+    pub async fn try_lock_table(&self, table: &TableId) -> Result<Option<TableLock>, DbError> {
+        let name = format!("dapsync:{table}");
+        let context = format!("locking {table}");
         let held = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(DbError::sql(&context))?;
-                let key = crate::sql::fnv1a(name.as_bytes()) as i64;
+                let key = crate::hash::fnv1a(name.as_bytes()) as i64;
                 let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
@@ -75,7 +72,9 @@ impl Db {
                         .create(true)
                         .truncate(false)
                         .write(true)
-                        .open(dir.join(format!("{:016x}.lock", crate::sql::fnv1a(name.as_bytes()))))
+                        .open(
+                            dir.join(format!("{:016x}.lock", crate::hash::fnv1a(name.as_bytes()))),
+                        )
                         .map_err(io)?;
                     match file.try_lock() {
                         Ok(()) => Some(Held::File(file)),

@@ -121,9 +121,7 @@ impl Db {
                 .await
                 .map_err(err("locking"))?;
                 if locked.0 != Some(1) {
-                    return Err(DbError::Inconsistent(
-                        "another process holds the migration lock for over 10 minutes".into(),
-                    ));
+                    return Err(DbError::MigrationLocked);
                 }
                 let result = async {
                     conn.execute(

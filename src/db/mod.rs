@@ -27,16 +27,16 @@ pub use control::{
     NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus,
 };
 pub use inspect::canonical_record;
-pub use load::{
-    Change, Commit, IncrementalLoad, Load, LoadStats, SnapshotLoad, connections_per_table,
-};
+pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};
 pub use lock::TableLock;
 pub use plan::{Row, TablePlan};
 pub use preserve::ObjectWarning;
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
-use crate::config::DatabaseUrl;
+use crate::config::{ConfigError, DatabaseUrl};
+use crate::schema::{SchemaDiff, SchemaError, TableSchema};
 use crate::sql::{DdlOptions, Dialect, Statement};
+use crate::table::TableId;
 
 /// A database error, with what dapsync was doing.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +53,36 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("{0}")]
-    Inconsistent(String),
+    #[error(transparent)]
+    Url(Box<ConfigError>),
+    #[error("table_sync has an incomplete row for {table}")]
+    IncompleteSyncState { table: TableId },
+    #[error("table_state.pending_swap of {table} is unreadable")]
+    UnreadablePendingSwap {
+        table: TableId,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("pending swap of {table} has an unreadable schema")]
+    UnreadablePendingSchema {
+        table: TableId,
+        #[source]
+        source: Box<SchemaError>,
+    },
+    #[error("table_state.live_schema of {table} is unreadable: {reason}")]
+    UnreadableLiveSchema { table: TableId, reason: String },
+    #[error("the run history returned no id")]
+    NoRunId,
+    #[error("another process holds the migration lock for over 10 minutes")]
+    MigrationLocked,
+    #[error("the load has already ended")]
+    LoadEnded,
+    #[error("the load was abandoned before its commit; nothing was applied")]
+    LoadAbandoned,
+    #[error("the database writer stopped")]
+    WriterStopped,
+    #[error("the database writer failed")]
+    WriterFailed(#[source] tokio::task::JoinError),
     #[error("{context}")]
     Io {
         context: String,
@@ -74,7 +102,18 @@ impl DbError {
         let source = match self {
             DbError::Connect { .. } => return true,
             DbError::Sql { source, .. } => source,
-            DbError::Inconsistent(_) | DbError::Io { .. } => return false,
+            DbError::Io { .. }
+            | DbError::Url(_)
+            | DbError::IncompleteSyncState { .. }
+            | DbError::UnreadablePendingSwap { .. }
+            | DbError::UnreadablePendingSchema { .. }
+            | DbError::UnreadableLiveSchema { .. }
+            | DbError::NoRunId
+            | DbError::MigrationLocked
+            | DbError::LoadEnded
+            | DbError::LoadAbandoned
+            | DbError::WriterStopped
+            | DbError::WriterFailed(_) => return false,
         };
         match source {
             sqlx::Error::Io(_)
@@ -131,9 +170,7 @@ impl Db {
         max_connections: u32,
         ddl: DdlOptions,
     ) -> Result<Self, DbError> {
-        let dialect = url
-            .dialect()
-            .map_err(|e| DbError::Inconsistent(e.to_string()))?;
+        let dialect = url.dialect().map_err(|e| DbError::Url(Box::new(e)))?;
         let connect_err = |source| DbError::Connect {
             url: url.to_string(),
             source,
@@ -222,6 +259,42 @@ impl Db {
             Pool::Mysql(_) => Dialect::Mysql,
             Pool::Sqlite(_) => Dialect::Sqlite,
         }
+    }
+
+    /// How `schema`'s table is named and shaped in this database.
+    pub fn plan(&self, schema: TableSchema) -> TablePlan {
+        TablePlan::new(self.dialect(), schema)
+    }
+
+    /// Whether a snapshot loads faster with its objects one after the other, keys in order:
+    /// InnoDB's clustered index loads far faster so than with keys interleaved from several
+    /// objects, and InnoDB, not decoding, bounds the pace.
+    pub fn loads_in_key_order(&self) -> bool {
+        self.dialect() == Dialect::Mysql
+    }
+
+    /// Schema evolution: brings the live table from `old` to `new` in place with the ALTERs
+    /// `diff` needs, in run `run_id`, keeping the user's objects on it.
+    pub async fn evolve_table(
+        &self,
+        old: &TableSchema,
+        new: &TableSchema,
+        diff: &SchemaDiff,
+        run_id: i64,
+    ) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let plan = self.plan(new.clone());
+        let existing = self.live_columns(&plan.live).await?;
+        let statements =
+            dialect.alter_table(old, new, diff, &plan.live, &existing, &self.ddl_options());
+        // preserve (issue 11): the user's views survive the ALTERs.
+        self.alter_preserving(
+            &plan.live,
+            &statements,
+            run_id,
+            &format!("altering {}", new.id()),
+        )
+        .await
     }
 
     /// The DDL choices this database was opened with.

@@ -57,7 +57,7 @@ impl TablePlan {
 
     /// `namespace.table`, for logs and errors.
     pub fn label(&self) -> String {
-        format!("{}.{}", self.schema.namespace, self.schema.table)
+        self.schema.id().to_string()
     }
 
     /// The plan adjusted to accept what the live table accepts. Records written under an

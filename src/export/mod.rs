@@ -7,7 +7,6 @@
 //! already complete (checked by size against the partial manifest) and downloads the rest; and
 //! `--since last` continues a table's chain from its newest manifest.
 
-mod command;
 mod manifest;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +18,6 @@ use tracing::info;
 
 use crate::dap::{DapClient, DapError, FileQuery, Format, object_file_name};
 
-pub use command::{ExportArgs, IncrementalArgs, incremental_command, snapshot_command};
 pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain};
 
 /// Objects whose URLs are asked for at once, right before they are downloaded (the URLs last

@@ -64,9 +64,7 @@ fn splitmix(x: u64) -> u64 {
 
 /// A hash of a text that never changes between Rust releases (FNV-1a), unlike std's hashers.
 pub(super) fn text_hash(text: &str) -> u64 {
-    text.bytes().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
-    })
+    crate::hash::fnv1a(text.as_bytes())
 }
 
 /// The compiled schema of a table's rows: the properties of `key` and of `value`.

@@ -4,6 +4,8 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use crate::table::TableId;
+
 /// The string DAP puts in place of a value too large to export.
 pub const TRUNCATION_PLACEHOLDER: &str = "__dap_oversized_truncated__";
 
@@ -105,6 +107,11 @@ pub enum SchemaError {
 }
 
 impl TableSchema {
+    /// The table this schema describes.
+    pub fn id(&self) -> TableId {
+        TableId::new(&self.namespace, &self.table)
+    }
+
     /// Parses a schema envelope `{"schema": S, "version": N}` as the API returns it.
     pub fn from_envelope(
         namespace: &str,
@@ -120,6 +127,24 @@ impl TableSchema {
             .and_then(Value::as_i64)
             .ok_or_else(|| malformed("the envelope has no integer `version`"))?;
         Self::from_json_schema(namespace, table, version, schema)
+    }
+
+    /// Decodes a schema as stored in `table_sync.schema_description` (the text of a bare JSON
+    /// Schema object): the one decoder of a stored schema.
+    pub fn from_stored(
+        namespace: &str,
+        table: &str,
+        version: i64,
+        description: &str,
+    ) -> Result<Self, SchemaError> {
+        let json: Value = serde_json::from_str(description).map_err(|e| {
+            malformed(
+                namespace,
+                table,
+                &format!("the stored schema description is not JSON: {e}"),
+            )
+        })?;
+        Self::from_json_schema(namespace, table, version, &json)
     }
 
     /// Parses a bare JSON Schema object `S`, with or without its `meta` property (the form kept

@@ -17,39 +17,10 @@ pub use dml::{
     insert_rows, pg_apply_changes, pg_create_change_table, pg_insert_latest, select_all,
 };
 pub use naming::TableNames;
-pub(crate) use naming::fnv1a;
 pub use postgres::create_schema as pg_create_schema;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::{Dialect, EnumMode};
 use crate::schema::{Change, Column, ColumnType, SchemaDiff, TRUNCATION_PLACEHOLDER, TableSchema};
-
-/// A supported target database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    #[serde(alias = "mariadb")]
-    Mysql,
-    /// SQLite.
-    Sqlite,
-}
-
-/// How string enums are stored on PostgreSQL.
-///
-/// The mode applies when a table is created; the ALTERs for later schema versions assume the
-/// table was created in the current mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnumMode {
-    /// A native enum type per column, named `"<ns>"."<table>__<column>"` (the official client's way).
-    #[default]
-    Native,
-    /// Plain `text` with a CHECK constraint listing the values (readable by every BI tool).
-    Text,
-}
 
 /// Choices that shape the DDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -606,7 +577,7 @@ pub(crate) mod tests {
 
     #[test]
     fn dialect_names_in_configuration() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Config {
             dialect: Dialect,
         }

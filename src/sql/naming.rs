@@ -6,6 +6,7 @@
 //! `__dapsync_new` and then replaces the live table.
 
 use super::Dialect;
+use crate::hash::fnv1a;
 
 /// Suffix of the staging copy a snapshot loads into.
 const STAGING_SUFFIX: &str = "__dapsync_new";
@@ -145,14 +146,6 @@ fn floor_char_boundary(s: &str, index: usize) -> usize {
         .rev()
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(0)
-}
-
-/// 64-bit FNV-1a: stable across builds and platforms, unlike `std`'s hasher.
-/// FNV-1a: a small, stable hash (names, lock keys, row partitions), the same in every build.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

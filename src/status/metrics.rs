@@ -8,9 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::process::ProcessStats;
-use super::{Entry, SkipReason, Status, TableId, snapshot_reason};
+use super::{Entry, RunSummary, SkipReason, Status, TableId};
 use crate::dap::Histogram;
-use crate::sync::RunReport;
 
 /// The `Content-Type` of [`Status::render_metrics`].
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -61,15 +60,15 @@ impl Default for TableCounters {
 }
 
 impl TableCounters {
-    pub(super) fn success(&mut self, reports: &[RunReport], duration: Duration) {
+    pub(super) fn success(&mut self, reports: &[RunSummary], duration: Duration) {
         self.succeeded += 1;
         self.durations.observe(duration.as_secs_f64());
         for report in reports {
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
-            self.upserted += count(report.stats.upserted);
-            self.deleted += count(report.stats.deleted);
-            self.rejected += count(report.stats.rejected);
-            if let Some(reason) = snapshot_reason(report) {
+            self.upserted += count(report.upserted);
+            self.deleted += count(report.deleted);
+            self.rejected += count(report.rejected);
+            if let Some(reason) = report.snapshot_reason {
                 *self.snapshots.entry(reason).or_default() += 1;
             }
         }

@@ -8,7 +8,6 @@ mod process;
 pub use metrics::METRICS_CONTENT_TYPE;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,8 +18,8 @@ use tokio::time::Instant;
 
 use crate::config::CronSchedule;
 use crate::dap::DapClient;
-use crate::db::{ObjectWarning, RunKind, RunOutcome, TableStatus};
-use crate::sync::{RunReport, SyncError};
+use crate::db::{ObjectWarning, RunOutcome, TableStatus};
+pub use crate::table::TableId;
 
 use metrics::TableCounters;
 
@@ -29,29 +28,6 @@ pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
 
 /// Events kept for subscribers that fall behind.
 const EVENT_BACKLOG: usize = 1024;
-
-/// A table, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct TableId {
-    pub namespace: String,
-    pub table: String,
-}
-
-impl TableId {
-    /// The table `namespace.table`.
-    pub fn new(namespace: impl Into<String>, table: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            table: table.into(),
-        }
-    }
-}
-
-impl fmt::Display for TableId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.namespace, self.table)
-    }
-}
 
 /// What a table is doing, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,6 +97,34 @@ pub enum RunEventKind {
     Skipped(SkipReason),
     /// The run was cut off at shutdown; its transaction was rolled back.
     Abandoned,
+}
+
+/// What one successful run did, as the read model keeps it (`sync` makes it from its report).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Why a snapshot ran; `None` for an incremental.
+    pub snapshot_reason: Option<&'static str>,
+    /// Where the table copy now stands.
+    pub watermark: DateTime<Utc>,
+    pub schema_version: i64,
+    pub upserted: i64,
+    pub deleted: i64,
+    pub rejected: i64,
+    /// Rows in the table after the run.
+    pub row_count: i64,
+    /// User objects on the table that the run could not keep.
+    pub warnings: Vec<ObjectWarning>,
+}
+
+/// Why a run failed, as the read model keeps it (`sync` makes it from its error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The DAP error type (`ProcessingError`, ...) or dapsync's (`DatabaseError`, ...).
+    pub error_type: String,
+    /// The DAP error uuid, for Instructure support.
+    pub uuid: Option<String>,
+    /// The error and its causes on one line.
+    pub message: String,
 }
 
 /// The last error of a table.
@@ -428,7 +432,7 @@ impl Status {
     pub fn succeeded(
         &self,
         id: &TableId,
-        reports: &[RunReport],
+        reports: &[RunSummary],
         duration: Duration,
     ) -> Option<LastError> {
         let now = Utc::now();
@@ -440,15 +444,15 @@ impl Status {
                 entry.last_success_at = Some(now);
                 if let Some(last) = last {
                     entry.synced_until = Some(last.watermark);
-                    entry.rows = Some(last.stats.row_count);
+                    entry.rows = Some(last.row_count);
                     entry.schema_version = Some(last.schema_version);
                 }
                 entry.last_run = Some(LastRun {
                     outcome: RunOutcome::Success,
                     finished_at: now,
                     duration_seconds: duration.as_secs_f64(),
-                    upserted: reports.iter().map(|r| r.stats.upserted).sum(),
-                    deleted: reports.iter().map(|r| r.stats.deleted).sum(),
+                    upserted: reports.iter().map(|r| r.upserted).sum(),
+                    deleted: reports.iter().map(|r| r.deleted).sum(),
                     warnings: reports.iter().flat_map(|r| r.warnings.clone()).collect(),
                 });
                 let was_failing = std::mem::take(&mut entry.consecutive_failures) > 0;
@@ -461,7 +465,7 @@ impl Status {
     }
 
     /// An attempt of the table's run failed and will be tried again.
-    pub fn retrying(&self, id: &TableId, attempt: u32, error: &SyncError) {
+    pub fn retrying(&self, id: &TableId, attempt: u32, error: &Failure) {
         self.with_table(id, |entry| {
             entry.counters.retries += 1;
             entry.phase = Phase::Queued { since: Utc::now() };
@@ -470,14 +474,14 @@ impl Status {
             id,
             RunEventKind::Retrying {
                 attempt,
-                error_type: error.type_name(),
+                error_type: error.error_type.clone(),
             },
         );
     }
 
     /// The table's run failed. Returns the error as recorded if the table started failing with
     /// it (it was not failing before).
-    pub fn failed(&self, id: &TableId, error: &SyncError, duration: Duration) -> Option<LastError> {
+    pub fn failed(&self, id: &TableId, error: &Failure, duration: Duration) -> Option<LastError> {
         let now = Utc::now();
         let started_failing = self
             .with_table(id, |entry| {
@@ -485,9 +489,9 @@ impl Status {
                 entry.counters.failure(duration);
                 entry.consecutive_failures += 1;
                 entry.last_error = Some(LastError {
-                    error_type: error.type_name(),
-                    uuid: error.uuid().map(str::to_owned),
-                    message: error.chain(),
+                    error_type: error.error_type.clone(),
+                    uuid: error.uuid.clone(),
+                    message: error.message.clone(),
                     at: now,
                 });
                 entry.last_run = Some(LastRun {
@@ -507,8 +511,8 @@ impl Status {
         self.emit(
             id,
             RunEventKind::Failed {
-                error_type: error.type_name(),
-                uuid: error.uuid().map(str::to_owned),
+                error_type: error.error_type.clone(),
+                uuid: error.uuid.clone(),
             },
         );
         started_failing
@@ -614,11 +618,6 @@ fn check(result: Result<(), String>) -> Check {
         checked_at: Some(Utc::now()),
         error: result.err(),
     }
-}
-
-/// Whether a report is a snapshot, and why it ran.
-fn snapshot_reason(report: &RunReport) -> Option<&'static str> {
-    (report.kind == RunKind::Snapshot).then(|| report.reason.unwrap_or("requested"))
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
-use crate::db::{LoadStats, RunKind, TableStatus};
-use crate::sync::{RunReport, SyncError};
+use crate::db::{RunKind, TableStatus};
 
 fn id(table: &str) -> TableId {
     TableId::new("canvas", table)
@@ -17,32 +16,25 @@ fn hourly(tables: &[&str]) -> Vec<(TableId, CronSchedule)> {
         .collect()
 }
 
-fn report(table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -> RunReport {
-    RunReport {
-        namespace: "canvas".into(),
-        table: table.into(),
-        kind,
-        reason: (kind == RunKind::Snapshot).then_some("initial"),
-        job_id: "job-1".into(),
-        since: None,
+/// What a run of `canvas.<table>` did (`_table` names the run for the reader).
+fn report(_table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -> RunSummary {
+    RunSummary {
+        snapshot_reason: (kind == RunKind::Snapshot).then_some("initial"),
         watermark,
         schema_version: 3,
-        stats: LoadStats {
-            upserted,
-            deleted: 2,
-            rejected: 1,
-            row_count: 40,
-        },
-        bytes: 100,
-        duration: Duration::from_secs(2),
+        upserted,
+        deleted: 2,
+        rejected: 1,
+        row_count: 40,
         warnings: Vec::new(),
     }
 }
 
-fn failure() -> SyncError {
-    SyncError::State {
-        table: "canvas.courses".into(),
-        reason: "something is off".into(),
+fn failure() -> Failure {
+    Failure {
+        error_type: "StateError".into(),
+        uuid: None,
+        message: "canvas.courses: something is off".into(),
     }
 }
 
@@ -118,7 +110,7 @@ fn runs_move_the_state_and_report_failing_and_recovery() {
     let watermark = Utc::now() - TimeDelta::seconds(30);
     let reports = [report("courses", RunKind::Incremental, watermark, 5)];
     let recovered = status.succeeded(&courses, &reports, Duration::from_secs(3));
-    assert_eq!(recovered.unwrap().message, failure().chain());
+    assert_eq!(recovered.unwrap().message, failure().message);
     let view = status.table(&courses).unwrap();
     assert_eq!(view.state, TableState::Idle);
     assert_eq!(view.synced_until, Some(watermark));

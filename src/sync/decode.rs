@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::dap::{LineDecoder, MalformedLine};
 use crate::db::{Cell, Reject, Row, TablePlan, Token};
+use crate::hash::Fnv;
 
 /// What a line becomes.
 #[derive(Debug, Clone, PartialEq)]
@@ -567,33 +568,11 @@ fn pointer_escape(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
 }
 
-/// FNV-1a for the column index: its keys are the schema's own property names, so there is no
-/// hash flooding to fear, and SipHash's cost showed in profiles.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Dialect;
     use crate::schema::TableSchema;
-    use crate::sql::Dialect;
 
     fn decoder(table: &str, validate: bool, deletes: bool) -> RowDecoder {
         let text = std::fs::read_to_string(format!(

@@ -8,16 +8,16 @@
 use std::sync::Arc;
 
 use crate::dap::CompleteJob;
-use crate::db::{Commit, RunKind, TablePlan};
+use crate::db::{Commit, RunKind};
 use crate::schema::{self, TableSchema};
+use crate::table::TableId;
 
-use super::{Attempt, Engine, RunReport, SyncError};
+use super::{Attempt, Engine, RunReport, SyncErrorKind};
 
 impl Engine {
     /// Whether a re-snapshot of the table merges into the live table.
-    pub(super) fn keeps_history(&self, namespace: &str, table: &str) -> bool {
-        let key = format!("{namespace}.{table}");
-        self.options.keep_history.contains(&key)
+    pub(super) fn keeps_history(&self, id: &TableId) -> bool {
+        self.options.keep_history.contains(id)
     }
 
     /// Upserts a snapshot's records into the live table, whose schema is `live_schema`, after
@@ -29,36 +29,33 @@ impl Engine {
         live_schema: &TableSchema,
         schema: TableSchema,
         attempt: &mut Attempt,
-    ) -> Result<Option<RunReport>, SyncError> {
-        let label = format!("{}.{}", schema.namespace, schema.table);
-        let db_err = |source| SyncError::Db {
-            table: label.clone(),
-            source,
-        };
-        let dialect = self.db.dialect();
-        let old = TablePlan::new(dialect, live_schema.clone());
-        if !self.db.table_exists(&old.live).await.map_err(db_err)? {
+    ) -> Result<Option<RunReport>, SyncErrorKind> {
+        let label = schema.id();
+        let old = self.db.plan(live_schema.clone());
+        if !self.db.table_exists(&old.live).await? {
             return Ok(None);
         }
         if schema::diff(live_schema, &schema).needs_rebuild() {
             tracing::warn!(table = %label, from = live_schema.version, to = schema.version, "the schema change needs a rebuild: the snapshot replaces the table, and its rows older than DAP keeps are gone");
             return Ok(None);
         }
-        if !self.evolve(live_schema, &schema, attempt.run_id).await? {
+        if !self
+            .evolve(&label, live_schema, &schema, attempt.run_id)
+            .await?
+        {
             return Ok(None);
         }
         let live = self
             .db
-            .live_columns(&TablePlan::new(dialect, schema.clone()).live)
-            .await
-            .map_err(db_err)?;
-        let plan = Arc::new(TablePlan::new(dialect, schema).accepting(&live, None));
+            .live_columns(&self.db.plan(schema.clone()).live)
+            .await?;
+        let plan = Arc::new(self.db.plan(schema).accepting(&live, None));
         let mut load = self
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
-            .await
-            .map_err(db_err)?;
-        let bytes = match self.pump(&plan, job, &mut load, true).await {
+            .await?;
+        let repeated_keys = self.repeats_keys(&label);
+        let bytes = match self.pump(&plan, job, &mut load, true, repeated_keys).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 load.abort().await;
@@ -73,7 +70,7 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: None,
         };
-        let stats = load.commit(commit).await.map_err(db_err)?;
+        let stats = load.commit(commit).await?;
         tracing::info!(table = %label, upserted = stats.upserted, rows = stats.row_count, "snapshot merged into the live table (sync.keep_history)");
         Ok(Some(self.report(
             &plan,

@@ -10,27 +10,36 @@
 //!   recorded and answered with a re-snapshot.
 
 mod decode;
+mod drop;
 mod guard;
 mod merge;
 mod progress;
+mod select;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 pub use decode::{Decoded, RowDecoder};
+pub use drop::drop_table;
 pub use progress::ProgressMode;
+pub use select::resolve_tables;
 
-use crate::config::OnInvalidRecord;
+/// The run history's and the control tables' vocabulary, as the scheduler and the CLI see it.
+pub use crate::db::{RunKind, TableStatus};
+
+use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Change, Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RunError, RunKind,
+    Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError,
     RunResult, TablePlan,
 };
 use crate::schema::{self, SchemaError, TableSchema};
-use crate::sql::Dialect;
+use crate::status::{Failure, RunSummary};
+use crate::table::TableId;
 use progress::Progress;
 
 /// How a table is treated by the engine.
@@ -38,24 +47,32 @@ use progress::Progress;
 pub struct SyncOptions {
     pub on_invalid_record: OnInvalidRecord,
     pub validate_records: bool,
-    /// `namespace.table` names whose keys may repeat within one result.
-    pub repeated_keys: Vec<String>,
+    /// Tables whose keys may repeat within one result.
+    pub repeated_keys: Vec<TableId>,
     /// A result whose share of rejected records is above this is not applied.
     pub max_rejected_fraction: f64,
     /// `namespace.table` names whose re-snapshots merge into the live table (upserts) instead
     /// of replacing it.
-    pub keep_history: Vec<String>,
+    pub keep_history: Vec<TableId>,
     pub progress: ProgressMode,
+}
+
+impl SyncOptions {
+    /// Whether the configuration says a table's results may repeat a key.
+    pub fn repeats_keys(&self, table: &TableId) -> bool {
+        self.repeated_keys.contains(table)
+    }
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
+        let defaults = crate::config::SyncConfig::default();
         Self {
             on_invalid_record: OnInvalidRecord::Reject,
             validate_records: true,
-            repeated_keys: vec!["canvas_logs.web_logs".into()],
+            repeated_keys: defaults.repeated_key_tables(),
             max_rejected_fraction: 0.01,
-            keep_history: vec!["canvas_logs.web_logs".into()],
+            keep_history: defaults.keep_history_tables(),
             progress: ProgressMode::Log,
         }
     }
@@ -75,8 +92,7 @@ pub enum Mode {
 /// What one run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
-    pub namespace: String,
-    pub table: String,
+    pub table: TableId,
     pub kind: RunKind,
     /// Why a snapshot ran.
     pub reason: Option<&'static str>,
@@ -93,95 +109,148 @@ pub struct RunReport {
     pub warnings: Vec<ObjectWarning>,
 }
 
-/// Why a table could not be synced.
+/// Why a table could not be synced: the table, once, and what went wrong with it.
+#[derive(Debug)]
+pub struct SyncError {
+    pub table: TableId,
+    pub kind: SyncErrorKind,
+}
+
+/// What went wrong with a table's run.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("{table} is being synced by another process")]
-    Locked { table: String },
-    #[error("{table}: DAP request failed")]
-    Dap {
-        table: String,
-        #[source]
-        source: DapError,
-    },
-    #[error("{table}: database operation failed")]
-    Db {
-        table: String,
-        #[source]
-        source: DbError,
-    },
-    #[error("{table}: the schema cannot be used")]
-    Schema {
-        table: String,
-        #[source]
-        source: SchemaError,
-    },
+pub enum SyncErrorKind {
+    #[error("is being synced by another process")]
+    Locked,
+    #[error("DAP request failed")]
+    Dap(#[source] DapError),
+    #[error("database operation failed")]
+    Db(#[source] DbError),
+    #[error("the schema cannot be used")]
+    Schema(#[source] SchemaError),
+    #[error("{count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}")]
+    InvalidRecords { count: usize, reason: String },
     #[error(
-        "{table}: {count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}"
-    )]
-    InvalidRecords {
-        table: String,
-        count: usize,
-        reason: String,
-    },
-    #[error(
-        "{table}: {count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
+        "{count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
     )]
     TooManyRejects {
-        table: String,
         count: u64,
         records: u64,
         reason: String,
     },
     #[error(
-        "{table}: the job's records follow schema version {job}, but DAP describes version {described}; not loaded, tried again later"
+        "the job's records follow schema version {job}, but DAP describes version {described}; not loaded, tried again later"
     )]
-    SchemaVersion {
-        table: String,
-        job: i64,
-        described: i64,
-    },
-    #[error("{table}: {reason}")]
-    State { table: String, reason: String },
+    SchemaVersion { job: i64, described: i64 },
+    #[error("{0}")]
+    State(String),
+}
+
+impl From<DapError> for SyncErrorKind {
+    fn from(source: DapError) -> Self {
+        Self::Dap(source)
+    }
+}
+
+impl From<DbError> for SyncErrorKind {
+    fn from(source: DbError) -> Self {
+        Self::Db(source)
+    }
+}
+
+impl From<SchemaError> for SyncErrorKind {
+    fn from(source: SchemaError) -> Self {
+        Self::Schema(source)
+    }
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            SyncErrorKind::Locked => write!(f, "{} {}", self.table, self.kind),
+            _ => write!(f, "{}: {}", self.table, self.kind),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+impl RunReport {
+    /// What the read model keeps of the run.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            snapshot_reason: (self.kind == RunKind::Snapshot)
+                .then(|| self.reason.unwrap_or("requested")),
+            watermark: self.watermark,
+            schema_version: self.schema_version,
+            upserted: self.stats.upserted,
+            deleted: self.stats.deleted,
+            rejected: self.stats.rejected,
+            row_count: self.stats.row_count,
+            warnings: self.warnings.clone(),
+        }
+    }
 }
 
 impl SyncError {
+    /// What the read model keeps of the error.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            error_type: self.type_name(),
+            uuid: self.uuid().map(str::to_owned),
+            message: self.chain(),
+        }
+    }
+
+    /// `kind` of error, for `table`.
+    pub fn new(table: TableId, kind: SyncErrorKind) -> Self {
+        Self { table, kind }
+    }
+
     /// Whether the next attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Locked { .. } | SyncError::SchemaVersion { .. } => true,
-            SyncError::Dap { source, .. } => source.is_transient(),
-            SyncError::Db { source, .. } => source.is_transient(),
-            SyncError::Schema { .. }
-            | SyncError::InvalidRecords { .. }
-            | SyncError::TooManyRejects { .. }
-            | SyncError::State { .. } => false,
+        match &self.kind {
+            SyncErrorKind::Locked | SyncErrorKind::SchemaVersion { .. } => true,
+            SyncErrorKind::Dap(source) => source.is_transient(),
+            SyncErrorKind::Db(source) => source.is_transient(),
+            SyncErrorKind::Schema(_)
+            | SyncErrorKind::InvalidRecords { .. }
+            | SyncErrorKind::TooManyRejects { .. }
+            | SyncErrorKind::State(_) => false,
         }
+    }
+
+    /// Whether another process held the table.
+    pub fn is_locked(&self) -> bool {
+        matches!(self.kind, SyncErrorKind::Locked)
     }
 
     /// Whether every table should pause (an account-level DAP error).
     pub fn is_account_level(&self) -> bool {
-        matches!(self, SyncError::Dap { source, .. } if source.is_account_level())
+        matches!(&self.kind, SyncErrorKind::Dap(source) if source.is_account_level())
     }
 
     /// A short name for the kind of error: the DAP error type where there is one.
     pub fn type_name(&self) -> String {
-        match self {
-            SyncError::Locked { .. } => "Locked".into(),
-            SyncError::Dap { source, .. } => source.type_name().to_owned(),
-            SyncError::Db { .. } => "DatabaseError".into(),
-            SyncError::Schema { .. } => "SchemaError".into(),
-            SyncError::InvalidRecords { .. } => "InvalidRecords".into(),
-            SyncError::TooManyRejects { .. } => "TooManyRejects".into(),
-            SyncError::SchemaVersion { .. } => "SchemaVersionMismatch".into(),
-            SyncError::State { .. } => "StateError".into(),
+        match &self.kind {
+            SyncErrorKind::Locked => "Locked".into(),
+            SyncErrorKind::Dap(source) => source.type_name().to_owned(),
+            SyncErrorKind::Db(_) => "DatabaseError".into(),
+            SyncErrorKind::Schema(_) => "SchemaError".into(),
+            SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),
+            SyncErrorKind::TooManyRejects { .. } => "TooManyRejects".into(),
+            SyncErrorKind::SchemaVersion { .. } => "SchemaVersionMismatch".into(),
+            SyncErrorKind::State(_) => "StateError".into(),
         }
     }
 
     /// The DAP error uuid, if the error came from the API.
     pub fn uuid(&self) -> Option<&str> {
-        match self {
-            SyncError::Dap { source, .. } => source.uuid(),
+        match &self.kind {
+            SyncErrorKind::Dap(source) => source.uuid(),
             _ => None,
         }
     }
@@ -207,7 +276,7 @@ pub struct Engine {
     db: Db,
     options: Arc<SyncOptions>,
     /// Tables found to repeat keys although not configured so.
-    repeating: Arc<Mutex<HashSet<String>>>,
+    repeating: Arc<Mutex<HashSet<TableId>>>,
 }
 
 /// The part of a run the engine keeps track of while it goes.
@@ -240,56 +309,69 @@ impl Engine {
     /// replaces the live table when complete (readers see the old copy until then), or, for a
     /// `sync.keep_history` table, merged into the live table. The operation behind `dapsync
     /// resync`, for any caller that wants a table reloaded.
-    pub async fn resync(&self, namespace: &str, table: &str) -> Result<Vec<RunReport>, SyncError> {
-        self.sync_table(namespace, table, Mode::Resnapshot).await
+    pub async fn resync(&self, id: &TableId) -> Result<Vec<RunReport>, SyncError> {
+        self.sync_table(id, Mode::Resnapshot).await
+    }
+
+    /// The tables the database knows, with their state.
+    pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DbError> {
+        self.db.table_statuses().await
+    }
+
+    /// Resolves a table selection (see [`resolve_tables`]).
+    pub async fn resolve_tables(
+        &self,
+        namespaces: &BTreeMap<String, NamespaceConfig>,
+    ) -> Result<Vec<TableId>, DapError> {
+        resolve_tables(&self.dap, namespaces).await
+    }
+
+    /// Whether the database answers; the error on one line if not.
+    pub async fn check_database(&self) -> Result<(), String> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| format!("database: {}", crate::error::chain(&e)))
+    }
+
+    /// Whether the login to the DAP API works; the error on one line if not.
+    pub async fn check_login(&self) -> Result<(), String> {
+        self.dap
+            .ensure_login()
+            .await
+            .map_err(|e| format!("DAP API: {}", crate::error::chain(&e)))
+    }
+
+    /// [`Engine::sync_table`], and the time it waited for the query budget.
+    pub async fn sync_table_timed(
+        &self,
+        id: &TableId,
+        mode: Mode,
+    ) -> (Result<Vec<RunReport>, SyncError>, Duration) {
+        crate::dap::rate_limit_wait_of(self.sync_table(id, mode)).await
     }
 
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
     /// (an incremental that found the chain broken, then the snapshot that replaced it).
-    pub async fn sync_table(
-        &self,
-        namespace: &str,
-        table: &str,
-        mode: Mode,
-    ) -> Result<Vec<RunReport>, SyncError> {
-        let label = format!("{namespace}.{table}");
-        let db_err = |source| SyncError::Db {
-            table: label.clone(),
-            source,
+    pub async fn sync_table(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
+        let result = match self.db.try_lock_table(id).await {
+            Ok(Some(lock)) => {
+                let result = self.sync_locked(id, mode).await;
+                lock.release().await;
+                result
+            }
+            Ok(None) => Err(SyncErrorKind::Locked),
+            Err(source) => Err(source.into()),
         };
-        let Some(lock) = self
-            .db
-            .try_lock_table(namespace, table)
-            .await
-            .map_err(db_err)?
-        else {
-            return Err(SyncError::Locked { table: label });
-        };
-        let result = self.sync_locked(namespace, table, mode).await;
-        lock.release().await;
-        result
+        result.map_err(|kind| SyncError::new(id.clone(), kind))
     }
 
-    async fn sync_locked(
-        &self,
-        namespace: &str,
-        table: &str,
-        mode: Mode,
-    ) -> Result<Vec<RunReport>, SyncError> {
-        let label = format!("{namespace}.{table}");
-        let db_err = |source| SyncError::Db {
-            table: label.clone(),
-            source,
-        };
-        self.db
-            .recover_table(namespace, table)
-            .await
-            .map_err(db_err)?;
-        let state = self.db.sync_state(namespace, table).await.map_err(db_err)?;
+    async fn sync_locked(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncErrorKind> {
+        self.db.recover_table(id).await?;
+        let state = self.db.sync_state(id).await?;
         let stored = match &state {
             Some(state) => Some(stored_schema(
-                namespace,
-                table,
+                id,
                 state.schema_version,
                 &state.schema_description,
             )?),
@@ -300,48 +382,40 @@ impl Engine {
         let shape = match &stored {
             Some(stored) => Some(
                 self.db
-                    .live_schema(namespace, table)
-                    .await
-                    .map_err(db_err)?
+                    .live_schema(id)
+                    .await?
                     .unwrap_or_else(|| stored.clone()),
             ),
             None => None,
         };
         let (state, stored) = match (state, stored, mode) {
             (None, _, Mode::Init | Mode::Sync) => {
-                return Ok(vec![
-                    self.snapshot(namespace, table, "initial", None).await?,
-                ]);
+                return Ok(vec![self.snapshot(id, "initial", None).await?]);
             }
             (Some(_), _, Mode::Init) => return Ok(Vec::new()),
             (_, _, Mode::Resnapshot) => {
-                return Ok(vec![
-                    self.snapshot(namespace, table, "requested", shape).await?,
-                ]);
+                return Ok(vec![self.snapshot(id, "requested", shape).await?]);
             }
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
         };
         let shape = shape.unwrap_or_else(|| stored.clone());
-        let plan = TablePlan::new(self.db.dialect(), shape.clone());
-        if !self.db.table_exists(&plan.live).await.map_err(db_err)? {
-            tracing::warn!(table = %label, "the table is gone from the database; taking a new snapshot");
-            return Ok(vec![
-                self.snapshot(namespace, table, "missing_table", Some(shape))
-                    .await?,
-            ]);
+        let plan = self.db.plan(shape.clone());
+        if !self.db.table_exists(&plan.live).await? {
+            tracing::warn!(table = %id, "the table is gone from the database; taking a new snapshot");
+            return Ok(vec![self.snapshot(id, "missing_table", Some(shape)).await?]);
         }
         let mut reports = Vec::new();
         match self
-            .incremental(namespace, table, state.since, stored, shape.clone())
+            .incremental(id, state.since, stored, shape.clone())
             .await
         {
             Ok(Some(report)) => reports.push(report),
             Ok(None) => reports.push(
-                self.snapshot(namespace, table, "schema_rebuild", Some(shape.clone()))
+                self.snapshot(id, "schema_rebuild", Some(shape.clone()))
                     .await?,
             ),
-            Err(SyncError::Dap { source, .. }) if source.needs_snapshot() => {
+            Err(SyncErrorKind::Dap(source)) if source.needs_snapshot() => {
                 let reason = if matches!(
                     source.api_error().map(|e| &e.kind),
                     Some(crate::dap::ApiErrorKind::OutOfRange { .. })
@@ -350,8 +424,8 @@ impl Engine {
                 } else {
                     "snapshot_required"
                 };
-                tracing::warn!(table = %label, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
-                reports.push(self.snapshot(namespace, table, reason, Some(shape)).await?);
+                tracing::warn!(table = %id, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
+                reports.push(self.snapshot(id, reason, Some(shape)).await?);
             }
             Err(error) => return Err(error),
         }
@@ -359,45 +433,30 @@ impl Engine {
     }
 
     /// Records a failed run and passes the error on.
-    async fn fail(
-        &self,
-        attempt: &Attempt,
-        namespace: &str,
-        table: &str,
-        error: SyncError,
-    ) -> SyncError {
-        if let Err(db_error) = self
-            .db
-            .fail_run(
-                attempt.run_id,
-                namespace,
-                table,
-                &attempt.result,
-                &error.run_error(),
-            )
-            .await
-        {
-            tracing::error!(table = %format!("{namespace}.{table}"), error = %db_error, "could not record the failed run");
-        }
-        error
+    async fn fail(&self, attempt: &Attempt, id: &TableId, kind: SyncErrorKind) -> SyncErrorKind {
+        let error = SyncError::new(id.clone(), kind);
+        self.record_failure(attempt, id, &error.run_error()).await;
+        error.kind
     }
 
-    async fn current_schema(&self, namespace: &str, table: &str) -> Result<TableSchema, SyncError> {
-        let label = || format!("{namespace}.{table}");
-        let envelope = self
-            .dap
-            .get_schema(namespace, table)
+    /// Records a failed run; a failure to record is logged.
+    async fn record_failure(&self, attempt: &Attempt, id: &TableId, error: &RunError) {
+        if let Err(db_error) = self
+            .db
+            .fail_run(attempt.run_id, id, &attempt.result, error)
             .await
-            .map_err(|source| SyncError::Dap {
-                table: label(),
-                source,
-            })?;
-        TableSchema::from_envelope(namespace, table, &envelope).map_err(|source| {
-            SyncError::Schema {
-                table: label(),
-                source,
-            }
-        })
+        {
+            tracing::error!(table = %id, error = %db_error, "could not record the failed run");
+        }
+    }
+
+    async fn current_schema(&self, id: &TableId) -> Result<TableSchema, SyncErrorKind> {
+        let envelope = self.dap.get_schema(&id.namespace, &id.table).await?;
+        Ok(TableSchema::from_envelope(
+            &id.namespace,
+            &id.table,
+            &envelope,
+        )?)
     }
 
     /// The schema of version `version`, which a job's records follow: DAP describes only its
@@ -405,15 +464,13 @@ impl Engine {
     /// again later (records are never loaded with another version's schema).
     async fn schema_of_job(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         version: i64,
-    ) -> Result<TableSchema, SyncError> {
-        let schema = self.current_schema(namespace, table).await?;
+    ) -> Result<TableSchema, SyncErrorKind> {
+        let schema = self.current_schema(id).await?;
         if schema.version != version {
-            tracing::warn!(table = %format!("{namespace}.{table}"), job = version, described = schema.version, "the job's schema version is not the one DAP describes");
-            return Err(SyncError::SchemaVersion {
-                table: format!("{namespace}.{table}"),
+            tracing::warn!(table = %id, job = version, described = schema.version, "the job's schema version is not the one DAP describes");
+            return Err(SyncErrorKind::SchemaVersion {
                 job: version,
                 described: schema.version,
             });
@@ -424,26 +481,20 @@ impl Engine {
     /// Loads a new snapshot; `replaced` is the schema of the live table it replaces.
     async fn snapshot(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         reason: &'static str,
         replaced: Option<TableSchema>,
-    ) -> Result<RunReport, SyncError> {
-        let label = format!("{namespace}.{table}");
+    ) -> Result<RunReport, SyncErrorKind> {
         let started = Instant::now();
         let run = NewRun {
-            namespace,
-            table,
+            table: id,
             kind: RunKind::Snapshot,
             reason: Some(reason),
             since: None,
         };
-        let mut attempt = self.start_attempt(&run, &label).await?;
-        tracing::info!(table = %label, reason, run_id = attempt.run_id, "snapshot starting");
-        match self
-            .snapshot_run(namespace, table, &mut attempt, replaced)
-            .await
-        {
+        let mut attempt = self.start_attempt(&run).await?;
+        tracing::info!(table = %id, reason, run_id = attempt.run_id, "snapshot starting");
+        match self.snapshot_run(id, &mut attempt, replaced).await {
             Ok(mut report) => {
                 report.reason = Some(reason);
                 report.duration = started.elapsed();
@@ -452,51 +503,42 @@ impl Engine {
                 log_report(&report);
                 Ok(report)
             }
-            Err(error) => Err(self.fail(&attempt, namespace, table, error).await),
+            Err(error) => Err(self.fail(&attempt, id, error).await),
         }
     }
 
     async fn snapshot_run(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         attempt: &mut Attempt,
         replaced: Option<TableSchema>,
-    ) -> Result<RunReport, SyncError> {
-        let label = format!("{namespace}.{table}");
-        let dap_err = |source| SyncError::Dap {
-            table: label.clone(),
-            source,
-        };
-        let mut schema = self.current_schema(namespace, table).await?;
+    ) -> Result<RunReport, SyncErrorKind> {
+        let mut schema = self.current_schema(id).await?;
         let job = self
             .dap
-            .query(namespace, table, Query::Snapshot)
-            .await
-            .map_err(dap_err)?;
+            .query(&id.namespace, &id.table, Query::Snapshot)
+            .await?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
-            schema = self
-                .schema_of_job(namespace, table, job.schema_version)
-                .await?;
+            schema = self.schema_of_job(id, job.schema_version).await?;
         }
         if let Some(live_schema) = &replaced
-            && self.keeps_history(namespace, table)
+            && self.keeps_history(id)
             && let Some(report) = self
                 .merge_snapshot(&job, live_schema, schema.clone(), attempt)
                 .await?
         {
             return Ok(report);
         }
-        let repeated = self.repeats_keys(namespace, table);
+        let repeated = self.repeats_keys(id);
         match self
             .load_snapshot(&job, schema.clone(), attempt, replaced.clone(), repeated)
             .await
         {
-            Err(SyncError::Db { source, .. }) if !repeated && source.is_unique_violation() => {
-                tracing::warn!(table = %label, "the snapshot repeats keys; loading it again keeping the last of each");
+            Err(SyncErrorKind::Db(source)) if !repeated && source.is_unique_violation() => {
+                tracing::warn!(table = %id, "the snapshot repeats keys; loading it again keeping the last of each");
                 if let Ok(mut set) = self.repeating.lock() {
-                    set.insert(format!("{namespace}.{table}"));
+                    set.insert(id.clone());
                 }
                 self.load_snapshot(&job, schema, attempt, replaced, true)
                     .await
@@ -505,23 +547,15 @@ impl Engine {
         }
     }
 
-    /// Whether a table's results may repeat a key (configured, or found while loading).
-    fn repeats_keys(&self, namespace: &str, table: &str) -> bool {
-        let key = format!("{namespace}.{table}");
-        self.options.repeated_keys.contains(&key)
-            || self.repeating.lock().is_ok_and(|set| set.contains(&key))
+    /// Whether a table's results may repeat a key (configured, or found while loading). The one
+    /// place this is decided.
+    fn repeats_keys(&self, id: &TableId) -> bool {
+        self.options.repeats_keys(id) || self.repeating.lock().is_ok_and(|set| set.contains(id))
     }
 
     /// Records the start of a run in the run history.
-    async fn start_attempt(&self, run: &NewRun<'_>, label: &str) -> Result<Attempt, SyncError> {
-        let run_id = self
-            .db
-            .start_run(run)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.to_owned(),
-                source,
-            })?;
+    async fn start_attempt(&self, run: &NewRun<'_>) -> Result<Attempt, SyncErrorKind> {
+        let run_id = self.db.start_run(run).await?;
         Ok(Attempt {
             run_id,
             result: RunResult::default(),
@@ -535,18 +569,13 @@ impl Engine {
         attempt: &mut Attempt,
         replaced: Option<TableSchema>,
         repeated_keys: bool,
-    ) -> Result<RunReport, SyncError> {
-        let plan = Arc::new(TablePlan::new(self.db.dialect(), schema));
-        let label = plan.label();
+    ) -> Result<RunReport, SyncErrorKind> {
+        let plan = Arc::new(self.db.plan(schema));
         let mut load = self
             .db
             .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.clone(),
-                source,
-            })?;
-        let bytes = match self.pump(&plan, job, &mut load, false).await {
+            .await?;
+        let bytes = match self.pump(&plan, job, &mut load, false, repeated_keys).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 load.abort().await;
@@ -561,10 +590,7 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: replaced,
         };
-        let stats = load.commit(commit).await.map_err(|source| SyncError::Db {
-            table: label,
-            source,
-        })?;
+        let stats = load.commit(commit).await?;
         Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
     }
 
@@ -572,24 +598,21 @@ impl Engine {
     /// live table's. `Ok(None)` means the schema changed in a way that needs a new snapshot.
     async fn incremental(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         since: DateTime<Utc>,
         stored: TableSchema,
         shape: TableSchema,
-    ) -> Result<Option<RunReport>, SyncError> {
-        let label = format!("{namespace}.{table}");
+    ) -> Result<Option<RunReport>, SyncErrorKind> {
         let started = Instant::now();
         let run = NewRun {
-            namespace,
-            table,
+            table: id,
             kind: RunKind::Incremental,
             reason: None,
             since: Some(since),
         };
-        let mut attempt = self.start_attempt(&run, &label).await?;
+        let mut attempt = self.start_attempt(&run).await?;
         match self
-            .incremental_run(namespace, table, since, (stored, shape), &mut attempt)
+            .incremental_run(id, since, (stored, shape), &mut attempt)
             .await
         {
             Ok(Some(mut report)) => {
@@ -601,82 +624,62 @@ impl Engine {
                 Ok(Some(report))
             }
             Ok(None) => {
-                let error = SyncError::State {
-                    table: label,
-                    reason: "the schema changed in a way that needs a new snapshot".into(),
-                };
+                let error = SyncError::new(
+                    id.clone(),
+                    SyncErrorKind::State(
+                        "the schema changed in a way that needs a new snapshot".into(),
+                    ),
+                );
                 let mut error = error.run_error();
                 error.error_type = "SchemaRebuild".into();
-                if let Err(db_error) = self
-                    .db
-                    .fail_run(attempt.run_id, namespace, table, &attempt.result, &error)
-                    .await
-                {
-                    tracing::error!(table = %format!("{namespace}.{table}"), error = %db_error, "could not record the run");
-                }
+                self.record_failure(&attempt, id, &error).await;
                 Ok(None)
             }
-            Err(error) => Err(self.fail(&attempt, namespace, table, error).await),
+            Err(error) => Err(self.fail(&attempt, id, error).await),
         }
     }
 
     async fn incremental_run(
         &self,
-        namespace: &str,
-        table: &str,
+        id: &TableId,
         since: DateTime<Utc>,
         (stored, shape): (TableSchema, TableSchema),
         attempt: &mut Attempt,
-    ) -> Result<Option<RunReport>, SyncError> {
-        let label = format!("{namespace}.{table}");
-        let dap_err = |source| SyncError::Dap {
-            table: label.clone(),
-            source,
-        };
+    ) -> Result<Option<RunReport>, SyncErrorKind> {
         let mut schema = shape;
-        let current = self.current_schema(namespace, table).await?;
+        let current = self.current_schema(id).await?;
         if current.version != schema.version {
-            if !self.evolve(&schema, &current, attempt.run_id).await? {
+            if !self.evolve(id, &schema, &current, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = current;
         }
         let job = self
             .dap
-            .query(namespace, table, Query::Incremental { since })
-            .await
-            .map_err(dap_err)?;
+            .query(&id.namespace, &id.table, Query::Incremental { since })
+            .await?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
-            let newer = self
-                .schema_of_job(namespace, table, job.schema_version)
-                .await?;
-            if !self.evolve(&schema, &newer, attempt.run_id).await? {
+            let newer = self.schema_of_job(id, job.schema_version).await?;
+            if !self.evolve(id, &schema, &newer, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = newer;
         }
         let live = self
             .db
-            .live_columns(&TablePlan::new(self.db.dialect(), schema.clone()).live)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.clone(),
-                source,
-            })?;
+            .live_columns(&self.db.plan(schema.clone()).live)
+            .await?;
         // The last commit applied comes again, written under the stored version.
         let previous = (schema.version != stored.version).then_some(&stored);
-        let plan = Arc::new(TablePlan::new(self.db.dialect(), schema).accepting(&live, previous));
+        let plan = Arc::new(self.db.plan(schema).accepting(&live, previous));
         let mut load = self
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
-            .await
-            .map_err(|source| SyncError::Db {
-                table: label.clone(),
-                source,
-            })?;
-        let bytes = match self.pump(&plan, &job, &mut load, true).await {
+            .await?;
+        let repeated_keys = self.repeats_keys(id);
+        let bytes = match self.pump(&plan, &job, &mut load, true, repeated_keys).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 load.abort().await;
@@ -691,10 +694,7 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: None,
         };
-        let stats = load.commit(commit).await.map_err(|source| SyncError::Db {
-            table: label,
-            source,
-        })?;
+        let stats = load.commit(commit).await?;
         Ok(Some(self.report(
             &plan,
             &job,
@@ -709,47 +709,24 @@ impl Engine {
     /// the change needs a rebuild instead.
     async fn evolve(
         &self,
+        id: &TableId,
         old: &TableSchema,
         new: &TableSchema,
         run_id: i64,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<bool, SyncErrorKind> {
         let diff = schema::diff(old, new);
-        let label = format!("{}.{}", new.namespace, new.table);
         if diff.needs_rebuild() {
-            tracing::warn!(table = %label, from = old.version, to = new.version, changes = ?diff.changes, "schema change needs a new snapshot");
+            tracing::warn!(table = %id, from = old.version, to = new.version, changes = ?diff.changes, "schema change needs a new snapshot");
             return Ok(false);
         }
         if diff.is_empty() {
             return Ok(true);
         }
-        let dialect = self.db.dialect();
-        let plan = TablePlan::new(dialect, new.clone());
-        let db_err = |source| SyncError::Db {
-            table: label.clone(),
-            source,
-        };
-        let existing = self.db.live_columns(&plan.live).await.map_err(db_err)?;
-        let statements = dialect.alter_table(
-            old,
-            new,
-            &diff,
-            &plan.live,
-            &existing,
-            &self.db.ddl_options(),
-        );
-        // preserve (issue 11): the user's views survive the ALTERs.
-        self.db
-            .alter_preserving(
-                &plan.live,
-                &statements,
-                run_id,
-                &format!("altering {label}"),
-            )
-            .await
-            .map_err(db_err)?;
+        // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
+        self.db.evolve_table(old, new, &diff, run_id).await?;
         // The ALTERs committed; the load that moves table_sync on may not.
-        self.db.set_live_schema(&plan).await.map_err(db_err)?;
-        tracing::info!(table = %label, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
+        self.db.set_live_schema(&self.db.plan(new.clone())).await?;
+        tracing::info!(table = %id, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }
 
@@ -760,30 +737,23 @@ impl Engine {
         job: &CompleteJob,
         load: &mut Load,
         incremental: bool,
-    ) -> Result<u64, SyncError> {
-        let repeated_keys = self.repeats_keys(&plan.schema.namespace, &plan.schema.table);
+        repeated_keys: bool,
+    ) -> Result<u64, SyncErrorKind> {
         let label = plan.label();
         let decoder = RowDecoder::new(plan.clone(), self.options.validate_records, incremental)
-            .map_err(|reason| SyncError::State {
-                table: label.clone(),
-                reason,
-            })?;
+            .map_err(SyncErrorKind::State)?;
         let mut stream = self.dap.records_with(job, Arc::new(decoder));
         // Where a key repeats, the last one wins: the last in the job's order of objects and
-        // lines, which the loaders see only when the objects come one after the other.
-        // InnoDB's clustered index also loads far faster with keys arriving in order than
-        // interleaved from several objects, and InnoDB, not decoding, bounds the pace.
-        if repeated_keys || (!incremental && self.db.dialect() == Dialect::Mysql) {
+        // lines, which the loaders see only when the objects come one after the other. Some
+        // databases also load a snapshot faster so.
+        if repeated_keys || (!incremental && self.db.loads_in_key_order()) {
             stream = stream.sequential();
         }
         let mut progress = Progress::new(&label, self.options.progress);
         let mut bytes = 0u64;
         let mut tally = guard::RejectTally::default();
         while let Some(batch) = stream.next_batch().await {
-            let batch = batch.map_err(|source| SyncError::Dap {
-                table: label.clone(),
-                source,
-            })?;
+            let batch = batch?;
             bytes += batch.bytes;
             let mut rejects: Vec<Reject> = batch
                 .malformed
@@ -801,40 +771,34 @@ impl Engine {
             for decoded in batch.records {
                 match decoded {
                     Decoded::Upsert(row) if incremental => {
-                        changes.push(Change { delete: false, row })
+                        changes.push(RowChange { delete: false, row })
                     }
                     Decoded::Upsert(row) => rows.push(row),
-                    Decoded::Delete(row) => changes.push(Change { delete: true, row }),
+                    Decoded::Delete(row) => changes.push(RowChange { delete: true, row }),
                     Decoded::Rejected(reject) => rejects.push(reject),
                 }
             }
             tally.add(lines, rejects.iter().map(|r| r.reason.as_str()));
             if !rejects.is_empty() && self.options.on_invalid_record == OnInvalidRecord::Fail {
                 let reason = rejects.swap_remove(0).reason;
-                return Err(SyncError::InvalidRecords {
-                    table: label,
+                return Err(SyncErrorKind::InvalidRecords {
                     count: tally.rejected() as usize,
                     reason,
                 });
             }
-            let db_err = |source| SyncError::Db {
-                table: label.clone(),
-                source,
-            };
             if incremental {
-                load.changes(changes).await.map_err(db_err)?;
+                load.changes(changes).await?;
             } else {
-                load.rows(rows).await.map_err(db_err)?;
+                load.rows(rows).await?;
             }
-            load.rejects(rejects).await.map_err(db_err)?;
+            load.rejects(rejects).await?;
             progress.advance(records as u64, batch.bytes);
             crate::failpoint::hit("sync.batch");
         }
         progress.finish();
         if let Err(refused) = tally.check(self.options.max_rejected_fraction) {
             tracing::warn!(table = %label, rejected = refused.rejected, records = refused.records, "too many records rejected; the result is not applied");
-            return Err(SyncError::TooManyRejects {
-                table: label,
+            return Err(SyncErrorKind::TooManyRejects {
                 count: refused.rejected,
                 records: refused.records,
                 reason: refused.first_reason,
@@ -856,8 +820,7 @@ impl Engine {
         bytes: u64,
     ) -> RunReport {
         RunReport {
-            namespace: plan.schema.namespace.clone(),
-            table: plan.schema.table.clone(),
+            table: plan.schema.id(),
             kind,
             reason: None,
             job_id: job.id.clone(),
@@ -881,28 +844,21 @@ impl Engine {
 }
 
 fn stored_schema(
-    namespace: &str,
-    table: &str,
+    id: &TableId,
     version: i64,
     description: &str,
-) -> Result<TableSchema, SyncError> {
-    let label = || format!("{namespace}.{table}");
-    let json: serde_json::Value =
-        serde_json::from_str(description).map_err(|e| SyncError::State {
-            table: label(),
-            reason: format!("table_sync.schema_description is not JSON: {e}"),
-        })?;
-    TableSchema::from_json_schema(namespace, table, version, &json).map_err(|source| {
-        SyncError::Schema {
-            table: label(),
-            source,
-        }
-    })
+) -> Result<TableSchema, SyncErrorKind> {
+    Ok(TableSchema::from_stored(
+        &id.namespace,
+        &id.table,
+        version,
+        description,
+    )?)
 }
 
 fn log_report(report: &RunReport) {
     tracing::info!(
-        table = %format!("{}.{}", report.namespace, report.table),
+        table = %report.table,
         kind = ?report.kind,
         reason = report.reason.unwrap_or("-"),
         job_id = %report.job_id,

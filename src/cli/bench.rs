@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::app::Error;
 use crate::config::{Config, DatabaseUrl, HumanDuration};
 use crate::dap::{CompleteJob, DapClient, Query};
 use crate::db::{Cell, Db, TablePlan, write_copy_row};
-use crate::error::Error;
 use crate::schema::TableSchema;
 use crate::sql::Dialect;
 use crate::sync::{Decoded, Engine, Mode, ProgressMode, RowDecoder};
+use crate::table::TableId;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -197,7 +198,8 @@ fn cpu_seconds() -> f64 {
 /// Runs the benchmark and writes its report.
 pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Error> {
     let dialect = config.database.url.dialect()?;
-    let label = format!("{}.{}", options.namespace, options.table);
+    let id = TableId::new(&options.namespace, &options.table);
+    let label = id.to_string();
     eprintln!(
         "bench: generating {} rows of {label} in the fake DAP server",
         options.rows
@@ -213,7 +215,7 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     let dap = crate::app::dap_client(&config)?;
     let db = crate::app::database(&config).await?;
     let (ns, table) = (options.namespace.as_str(), options.table.as_str());
-    let repeated_keys = config.sync.repeated_keys.contains(&label);
+    let repeated_keys = crate::app::sync_options(&config, ProgressMode::Log).repeats_keys(&id);
     let schema = TableSchema::from_envelope(ns, table, &dap.get_schema(ns, table).await?)?;
     // Baseline copies left by an interrupted run would hold on to the table's enum types.
     if dialect != Dialect::Sqlite {
@@ -227,15 +229,8 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
                 .await?;
         }
     }
-    if let Some(state) = db.sync_state(ns, table).await? {
-        let stored = TableSchema::from_json_schema(
-            ns,
-            table,
-            state.schema_version,
-            &serde_json::from_str(&state.schema_description).unwrap_or_default(),
-        )
-        .ok();
-        db.drop_replica(ns, table, stored.as_ref()).await?;
+    if db.sync_state(&id).await?.is_some() {
+        crate::sync::drop_table(&db, &id).await?;
     }
 
     // A first small commit: since `since` is inclusive, the incremental re-reads the commit the
@@ -251,7 +246,7 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     );
 
     eprintln!("bench: snapshot");
-    let snapshot = measure(&engine, ns, table, options.rows).await?;
+    let snapshot = measure(&engine, &id, options.rows).await?;
     let snapshot_baseline = baseline_snapshot(
         &db,
         &dap,
@@ -267,7 +262,7 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
     let deletes = changes - updates - inserts;
     fake.advance(ns, table, updates, inserts, deletes).await?;
     let since = db
-        .sync_state(ns, table)
+        .sync_state(&id)
         .await?
         .map(|s| s.since)
         .ok_or_else(|| Error::Usage("the snapshot left no sync state".into()))?;
@@ -287,7 +282,7 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
         ),
     };
     eprintln!("bench: incremental");
-    let incremental = measure(&engine, ns, table, changes).await?;
+    let incremental = measure(&engine, &id, changes).await?;
 
     let ratio = |phase: &Phase, baseline: &Option<Baseline>| {
         baseline
@@ -316,16 +311,11 @@ pub async fn run(config: &Config, options: &BenchOptions) -> Result<Report, Erro
 }
 
 /// Runs one sync of the table and measures it.
-async fn measure(
-    engine: &Engine,
-    namespace: &str,
-    table: &str,
-    expected_rows: u64,
-) -> Result<Phase, Error> {
+async fn measure(engine: &Engine, table: &TableId, expected_rows: u64) -> Result<Phase, Error> {
     reset_peak_rss();
     let started = Instant::now();
     let cpu_before = cpu_seconds();
-    let runs = engine.sync_table(namespace, table, Mode::Sync).await?;
+    let runs = engine.sync_table(table, Mode::Sync).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds() - cpu_before;
     let peak_rss_mb = peak_rss_mb();
@@ -615,7 +605,7 @@ struct HeldLines {
 impl HeldLines {
     fn push(&mut self, key: &str, line: &[u8]) {
         self.last
-            .insert(crate::sql::fnv1a(key.as_bytes()), self.ends.len());
+            .insert(crate::hash::fnv1a(key.as_bytes()), self.ends.len());
         self.bytes.extend_from_slice(line);
         self.ends.push(self.bytes.len());
     }

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use clap::Args;
 
-use super::{ExportOptions, Since, Window, export_table};
-use crate::app;
+use crate::app::{self, EXIT_FAILURE, Error};
 use crate::config::Config;
 use crate::dap::Format;
-use crate::error::{EXIT_FAILURE, Error};
+use crate::export::{ExportOptions, Since, Window, export_table};
 
 /// Options of `dapsync snapshot` (and of `dapsync incremental`).
 #[derive(Debug, Clone, Args)]
@@ -105,7 +104,7 @@ async fn run(config: &Config, args: ExportArgs, window: Window) -> Result<i32, E
         progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let mut failed = 0;
-    for (namespace, table) in tables {
+    for crate::table::TableId { namespace, table } in tables {
         match export_table(&dap, &namespace, &table, window, &options).await {
             Ok(exported) => {
                 let manifest = &exported.manifest;

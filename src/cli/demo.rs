@@ -12,12 +12,13 @@ use clap::Args;
 use serde_json::json;
 
 use crate::app;
+use crate::app::{EXIT_FAILURE, Error};
 use crate::config::{Config, CronSchedule, DatabaseUrl, HumanDuration, NamespaceConfig};
 use crate::db::TablePlan;
-use crate::error::{EXIT_FAILURE, Error};
 use crate::fake::{Changes, FakeDap, FakeDapConfig, FakeTable};
 use crate::schema::TableSchema;
-use crate::status::{Status, StatusView, TableId};
+use crate::status::{Status, StatusView};
+use crate::table::TableId;
 
 /// The tables the demo replicates, with their rows at the start.
 const TABLES: [(&str, &str, u64); 4] = [
@@ -95,7 +96,7 @@ pub async fn run(args: DemoArgs, stop: impl Future<Output = ()>) -> Result<i32, 
     let db = app::database(&config).await?;
     let statuses = db.table_statuses().await?;
     println!();
-    crate::cli::print_status_table(&statuses);
+    super::status::print_status_table(&statuses);
     println!();
     let mut equal = true;
     for (namespace, table, _) in TABLES {

@@ -2,19 +2,23 @@
 //! command. Exit codes: 0 success, 1 a table or the command failed, 2 invalid command line,
 //! 3 invalid configuration.
 
+pub mod bench;
+pub mod demo;
+mod export;
+mod status;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::app::{EXIT_CONFIG, EXIT_FAILURE, Error};
 use crate::config::{Config, LogFormat};
-use crate::db::TableStatus;
-use crate::error::{EXIT_CONFIG, EXIT_FAILURE, Error};
 use crate::schema::TableSchema;
 use crate::sql::{DdlOptions, Dialect};
 use crate::sync::{Mode, ProgressMode, RunReport};
+use crate::table::TableId;
 
 /// Keeps a database copy of Instructure DAP (Canvas Data 2) tables.
 #[derive(Debug, Parser)]
@@ -69,9 +73,9 @@ pub enum Command {
         schema_file: Option<PathBuf>,
     },
     /// Downloads a snapshot of tables as files into `DIR/job_<job id>/`, with a manifest.
-    Snapshot(crate::export::ExportArgs),
+    Snapshot(export::ExportArgs),
     /// Downloads the changes of tables since a time (or since the last export) as files.
-    Incremental(crate::export::IncrementalArgs),
+    Incremental(export::IncrementalArgs),
     /// Snapshots tables that were never synced.
     Init(TableArgs),
     /// Brings tables up to date with incremental queries (snapshotting those never synced).
@@ -101,7 +105,7 @@ pub enum Command {
     Run,
     /// A first run: replicates a few tables from the bundled fake DAP server into a local
     /// SQLite file with the real daemon for a few rounds (about 20 s), then shows the status.
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Measures a snapshot and an incremental against the configured database, with the
     /// database's own bulk load as a baseline; prints rows/s, MB/s and peak memory.
     Bench(BenchArgs),
@@ -296,8 +300,8 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             print!("{}", dialect.render_ddl(&schema, &options));
             Ok(0)
         }
-        Command::Snapshot(args) => crate::export::snapshot_command(&config, args).await,
-        Command::Incremental(args) => crate::export::incremental_command(&config, args).await,
+        Command::Snapshot(args) => export::snapshot_command(&config, args).await,
+        Command::Incremental(args) => export::incremental_command(&config, args).await,
         Command::Init(args) => sync_command(&config, args, Mode::Init).await,
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
         Command::Resync(args) => sync_command(&config, args, Mode::Resnapshot).await,
@@ -307,12 +311,12 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             table,
             json,
             csv,
-        } => status_command(&config, namespace, table, json, csv).await,
+        } => status::status_command(&config, namespace, table, json, csv).await,
         Command::FakeDap(args) => fake_dap_command(args).await,
         Command::Run => run_command(&config).await,
         Command::Demo(args) => {
             let mut signals = Signals::new()?;
-            crate::demo::run(args, signals.recv()).await
+            demo::run(args, signals.recv()).await
         }
         Command::Bench(args) => bench_command(config, args).await,
     }
@@ -406,10 +410,10 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     );
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
-    for ((namespace, table), result) in results {
+    for (table, result) in results {
         match result {
             Ok(reports) if reports.is_empty() => {
-                println!("{namespace}.{table}: already initialised")
+                println!("{table}: already initialised")
             }
             Ok(reports) => {
                 for report in reports {
@@ -418,7 +422,7 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
             }
             Err(error) => {
                 failed += 1;
-                println!("{namespace}.{table}: FAILED: {}", error.chain());
+                println!("{table}: FAILED: {}", error.chain());
             }
         }
     }
@@ -433,8 +437,7 @@ fn describe(report: &RunReport) -> String {
         (crate::db::RunKind::Incremental, _) => "incremental".to_owned(),
     };
     format!(
-        "{}.{}: {what}: {} upserted, {} deleted, {} rejected, {} rows, synced until {} (schema v{}) in {:.1}s",
-        report.namespace,
+        "{}: {what}: {} upserted, {} deleted, {} rejected, {} rows, synced until {} (schema v{}) in {:.1}s",
         report.table,
         report.stats.upserted,
         report.stats.deleted,
@@ -460,33 +463,15 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
         if !chosen.selects(&status.table) {
             continue;
         }
-        let schema = match db.sync_state(&status.namespace, &status.table).await? {
-            Some(state) => serde_json::from_str(&state.schema_description)
-                .ok()
-                .and_then(|json| {
-                    TableSchema::from_json_schema(
-                        &status.namespace,
-                        &status.table,
-                        state.schema_version,
-                        &json,
-                    )
-                    .ok()
-                }),
-            None => None,
-        };
-        let Some(lock) = db.try_lock_table(&status.namespace, &status.table).await? else {
-            println!(
-                "{}.{}: FAILED: being synced by another process",
-                status.namespace, status.table
-            );
-            continue;
-        };
-        let result = db
-            .drop_replica(&status.namespace, &status.table, schema.as_ref())
-            .await;
-        lock.release().await;
-        result?;
-        println!("{}.{}: dropped", status.namespace, status.table);
+        let id = TableId::new(&status.namespace, &status.table);
+        match crate::sync::drop_table(&db, &id).await {
+            Err(error) if error.is_locked() => {
+                println!("{id}: FAILED: being synced by another process");
+                continue;
+            }
+            result => result?,
+        }
+        println!("{id}: dropped");
         dropped += 1;
     }
     if dropped == 0 {
@@ -543,7 +528,7 @@ async fn bench_command(mut config: Config, args: BenchArgs) -> Result<i32, Error
         .table
         .split_once('.')
         .ok_or_else(|| Error::Usage(format!("--table {}: expected namespace.table", args.table)))?;
-    let options = crate::bench::BenchOptions {
+    let options = bench::BenchOptions {
         namespace: namespace.to_owned(),
         table: table.to_owned(),
         rows: args.rows,
@@ -551,182 +536,8 @@ async fn bench_command(mut config: Config, args: BenchArgs) -> Result<i32, Error
         rows_per_object: args.rows_per_object,
         output: args.output,
     };
-    let report = crate::bench::run(&config, &options).await?;
-    print!("{}", crate::bench::describe(&report));
+    let report = bench::run(&config, &options).await?;
+    print!("{}", bench::describe(&report));
     println!("report written to {}", options.output.display());
     Ok(0)
-}
-
-/// A table's state in one word.
-pub fn state_word(status: &TableStatus) -> &'static str {
-    if status.consecutive_failures > 0 {
-        "failing"
-    } else if status.synced_until.is_some() {
-        "ok"
-    } else {
-        "not synced"
-    }
-}
-
-async fn status_command(
-    config: &Config,
-    namespace: Option<String>,
-    table: Option<String>,
-    json: bool,
-    csv: bool,
-) -> Result<i32, Error> {
-    let db = app::database(config).await?;
-    let statuses: Vec<TableStatus> = db
-        .table_statuses()
-        .await?
-        .into_iter()
-        .filter(|s| namespace.as_ref().is_none_or(|ns| &s.namespace == ns))
-        .filter(|s| {
-            table
-                .as_ref()
-                .is_none_or(|t| t.split(',').any(|t| t == "all" || t == s.table))
-        })
-        .collect();
-    db.close().await;
-    let now = Utc::now();
-    let lag = |s: &TableStatus| s.synced_until.map(|t| (now - t).num_seconds());
-    if json {
-        let rows: Vec<serde_json::Value> = statuses
-            .iter()
-            .map(|s| {
-                let mut value = serde_json::to_value(s).unwrap_or_default();
-                value["state"] = state_word(s).into();
-                value["lag_seconds"] = lag(s).into();
-                value
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
-    } else if csv {
-        print_csv(&statuses, &lag).await?;
-    } else {
-        print_status_table(&statuses);
-    }
-    let failing = statuses
-        .iter()
-        .filter(|s| s.consecutive_failures > 0)
-        .count();
-    if failing > 0 {
-        for s in statuses.iter().filter(|s| s.consecutive_failures > 0) {
-            eprintln!(
-                "{}.{}: failing: {}",
-                s.namespace,
-                s.table,
-                s.last_error_message.as_deref().unwrap_or("-")
-            );
-        }
-        return Ok(EXIT_FAILURE);
-    }
-    Ok(0)
-}
-
-/// Prints statuses as the table `dapsync status` shows (state, synced until, lag, schema, rows,
-/// last error).
-pub fn print_status_table(statuses: &[TableStatus]) {
-    let now = Utc::now();
-    let lag = |s: &TableStatus| s.synced_until.map(|t| (now - t).num_seconds());
-    println!(
-        "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  LAST ERROR",
-        "TABLE", "STATE", "SYNCED UNTIL", "LAG", "SCHEMA", "ROWS"
-    );
-    for s in statuses {
-        println!(
-            "{:<40} {:<10} {:<28} {:>10} {:>7} {:>12}  {}",
-            format!("{}.{}", s.namespace, s.table),
-            state_word(s),
-            s.synced_until
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                .unwrap_or_else(|| "-".into()),
-            lag(s).map(human_seconds).unwrap_or_else(|| "-".into()),
-            s.schema_version
-                .map(|v| format!("v{v}"))
-                .unwrap_or_else(|| "-".into()),
-            s.row_count
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-".into()),
-            match (&s.last_error_type, &s.last_error_message) {
-                (Some(kind), Some(message)) if s.consecutive_failures > 0 => {
-                    format!(
-                        "{kind} (uuid {}): {message}",
-                        s.last_error_uuid.as_deref().unwrap_or("-")
-                    )
-                }
-                _ => "-".into(),
-            }
-        );
-    }
-}
-
-async fn print_csv(
-    statuses: &[TableStatus],
-    lag: &dyn Fn(&TableStatus) -> Option<i64>,
-) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        context: "writing CSV".into(),
-        source,
-    };
-    let mut writer = csv_async::AsyncWriter::from_writer(tokio::io::stdout());
-    writer
-        .write_record([
-            "namespace",
-            "table",
-            "state",
-            "synced_until",
-            "lag_seconds",
-            "schema_version",
-            "rows",
-            "error_type",
-            "error_uuid",
-            "error",
-        ])
-        .await
-        .map_err(|e| io(e.into()))?;
-    for s in statuses {
-        let failing = s.consecutive_failures > 0;
-        writer
-            .write_record([
-                s.namespace.clone(),
-                s.table.clone(),
-                state_word(s).to_owned(),
-                s.synced_until
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .unwrap_or_default(),
-                lag(s).map(|l| l.to_string()).unwrap_or_default(),
-                s.schema_version.map(|v| v.to_string()).unwrap_or_default(),
-                s.row_count.map(|r| r.to_string()).unwrap_or_default(),
-                s.last_error_type
-                    .clone()
-                    .filter(|_| failing)
-                    .unwrap_or_default(),
-                s.last_error_uuid
-                    .clone()
-                    .filter(|_| failing)
-                    .unwrap_or_default(),
-                s.last_error_message
-                    .clone()
-                    .filter(|_| failing)
-                    .unwrap_or_default(),
-            ])
-            .await
-            .map_err(|e| io(e.into()))?;
-    }
-    writer.flush().await.map_err(io)
-}
-
-/// `93s`, `14m`, `5h12m`, `3d4h`.
-pub fn human_seconds(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7_200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h{:02}m", s / 3_600, (s % 3_600) / 60),
-        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3_600),
-    }
 }
