@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::plan::TablePlan;
-use super::query::{Arg, Kind};
+use super::query::{Arg, Kind, Tx};
 use super::{Db, DbError, Pool};
 use crate::schema::{ColumnType, TableSchema};
 use crate::sql::{self, Dialect, LiveColumn, TableNames};
@@ -358,4 +358,14 @@ pub fn canonical_record(schema: &TableSchema, record: &Value) -> Value {
         );
     }
     record_json(schema, values)
+}
+
+/// The physical columns of a table seen from inside a transaction (empty if it does not exist).
+pub(super) async fn columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
+    let (sql, args) = columns_query(names);
+    let rows = tx
+        .fetch(&sql, &args, &COLUMN_KINDS)
+        .await
+        .map_err(DbError::sql("reading table columns"))?;
+    Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
 }

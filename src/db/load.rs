@@ -557,7 +557,7 @@ impl Writer {
     async fn swap_in(&self, tx: &mut Tx, commit: &Commit) -> Result<(), DbError> {
         let plan = &self.plan;
         let dialect = tx.dialect();
-        let live_exists = !table_columns_tx(tx, &plan.live).await?.is_empty();
+        let live_exists = !super::inspect::columns_tx(tx, &plan.live).await?.is_empty();
         // preserve (issue 11): read the user's objects on the live table, drop its views.
         let kept = preserve::before_swap(
             tx,
@@ -1211,16 +1211,6 @@ fn bind_sqlite(args: &mut SqliteArguments, cell: Cell) -> BindResult {
         }
         Cell::Array(_) => Err("arrays are stored as JSON on SQLite".into()),
     }
-}
-
-/// The columns of a table seen from inside a transaction (empty if it does not exist).
-async fn table_columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
-    let (sql, args) = super::inspect::columns_query(names);
-    let rows = tx
-        .fetch(&sql, &args, &super::inspect::COLUMN_KINDS)
-        .await
-        .map_err(DbError::sql("reading table columns"))?;
-    Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
 }
 
 impl Db {

@@ -419,7 +419,7 @@ impl UserObjects {
         if self.indexes.is_empty() {
             return Ok(());
         }
-        let columns = columns_tx(tx, staging).await?;
+        let columns = super::inspect::columns_tx(tx, staging).await?;
         let live_table = pg_qualified(&self.table);
         for (i, index) in self.indexes.iter().enumerate() {
             let object = format!("index {}", Dialect::Postgres.quote_ident(&index.name));
@@ -479,7 +479,7 @@ impl UserObjects {
         if self.table_extras.is_empty() {
             return Ok(());
         }
-        let columns = columns_tx(tx, &self.table).await?;
+        let columns = super::inspect::columns_tx(tx, &self.table).await?;
         for restore in std::mem::take(&mut self.table_extras) {
             self.restore(tx, &restore, &columns).await?;
         }
@@ -494,7 +494,7 @@ impl UserObjects {
         }
         let d = tx.dialect();
         let present: HashSet<String> = index_names(tx, &self.table).await?.into_iter().collect();
-        let columns = columns_tx(tx, &self.table).await?;
+        let columns = super::inspect::columns_tx(tx, &self.table).await?;
         let missing: Vec<Restore> = self
             .indexes
             .iter()
@@ -660,16 +660,6 @@ fn gone(object: &str, dialect: Dialect, column: &str) -> ObjectWarning {
             dialect.quote_ident(column)
         ),
     }
-}
-
-/// The physical columns of a table, seen from inside the transaction.
-async fn columns_tx(tx: &mut Tx, names: &TableNames) -> Result<Vec<String>, DbError> {
-    let (sql, args) = super::inspect::columns_query(names);
-    let rows = tx
-        .fetch(&sql, &args, &super::inspect::COLUMN_KINDS)
-        .await
-        .map_err(DbError::sql("reading table columns"))?;
-    Ok(rows.into_iter().filter_map(|r| r[0].text()).collect())
 }
 
 /// The names of a table's indexes, seen from inside the transaction.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::dap::CompleteJob;
-use crate::db::{Commit, RunKind};
+use crate::db::RunKind;
 use crate::schema::{self, TableSchema};
 use crate::table::TableId;
 
@@ -50,27 +50,14 @@ impl Engine {
             .live_columns(&self.db.plan(schema.clone()).live)
             .await?;
         let plan = Arc::new(self.db.plan(schema).accepting(&live, None));
-        let mut load = self
+        let load = self
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
             .await?;
         let repeated_keys = self.repeats_keys(&label);
-        let bytes = match self.pump(&plan, job, &mut load, true, repeated_keys).await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                load.abort().await;
-                return Err(error);
-            }
-        };
-        attempt.result.bytes = bytes as i64;
-        let commit = Commit {
-            run_id: attempt.run_id,
-            watermark: job.watermark(),
-            job_id: job.id.clone(),
-            bytes: bytes as i64,
-            replaced_schema: None,
-        };
-        let stats = load.commit(commit).await?;
+        let (stats, bytes) = self
+            .fill(&plan, job, load, attempt, true, repeated_keys, None)
+            .await?;
         tracing::info!(table = %label, upserted = stats.upserted, rows = stats.row_count, "snapshot merged into the live table (sync.keep_history)");
         Ok(Some(self.report(
             &plan,

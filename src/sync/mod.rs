@@ -11,13 +11,14 @@
 
 mod decode;
 mod drop;
+mod error;
 mod guard;
 mod merge;
 mod progress;
 mod select;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use chrono::{DateTime, Utc};
 
 pub use decode::{Decoded, RowDecoder};
 pub use drop::drop_table;
+pub use error::{SyncError, SyncErrorKind};
 pub use progress::ProgressMode;
 pub use select::resolve_tables;
 
@@ -37,8 +39,8 @@ use crate::db::{
     Commit, Db, DbError, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError,
     RunResult, TablePlan,
 };
-use crate::schema::{self, SchemaError, TableSchema};
-use crate::status::{Failure, RunSummary};
+use crate::schema::{self, TableSchema};
+use crate::status::RunSummary;
 use crate::table::TableId;
 use progress::Progress;
 
@@ -109,75 +111,6 @@ pub struct RunReport {
     pub warnings: Vec<ObjectWarning>,
 }
 
-/// Why a table could not be synced: the table, once, and what went wrong with it.
-#[derive(Debug)]
-pub struct SyncError {
-    pub table: TableId,
-    pub kind: SyncErrorKind,
-}
-
-/// What went wrong with a table's run.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncErrorKind {
-    #[error("is being synced by another process")]
-    Locked,
-    #[error("DAP request failed")]
-    Dap(#[source] DapError),
-    #[error("database operation failed")]
-    Db(#[source] DbError),
-    #[error("the schema cannot be used")]
-    Schema(#[source] SchemaError),
-    #[error("{count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}")]
-    InvalidRecords { count: usize, reason: String },
-    #[error(
-        "{count} of {records} record(s) rejected, above sync.max_rejected_fraction; nothing was applied; the first {reason}"
-    )]
-    TooManyRejects {
-        count: u64,
-        records: u64,
-        reason: String,
-    },
-    #[error(
-        "the job's records follow schema version {job}, but DAP describes version {described}; not loaded, tried again later"
-    )]
-    SchemaVersion { job: i64, described: i64 },
-    #[error("{0}")]
-    State(String),
-}
-
-impl From<DapError> for SyncErrorKind {
-    fn from(source: DapError) -> Self {
-        Self::Dap(source)
-    }
-}
-
-impl From<DbError> for SyncErrorKind {
-    fn from(source: DbError) -> Self {
-        Self::Db(source)
-    }
-}
-
-impl From<SchemaError> for SyncErrorKind {
-    fn from(source: SchemaError) -> Self {
-        Self::Schema(source)
-    }
-}
-
-impl fmt::Display for SyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            SyncErrorKind::Locked => write!(f, "{} {}", self.table, self.kind),
-            _ => write!(f, "{}: {}", self.table, self.kind),
-        }
-    }
-}
-
-impl std::error::Error for SyncError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.kind)
-    }
-}
-
 impl RunReport {
     /// What the read model keeps of the run.
     pub fn summary(&self) -> RunSummary {
@@ -191,80 +124,6 @@ impl RunReport {
             rejected: self.stats.rejected,
             row_count: self.stats.row_count,
             warnings: self.warnings.clone(),
-        }
-    }
-}
-
-impl SyncError {
-    /// What the read model keeps of the error.
-    pub fn failure(&self) -> Failure {
-        Failure {
-            error_type: self.type_name(),
-            uuid: self.uuid().map(str::to_owned),
-            message: self.chain(),
-        }
-    }
-
-    /// `kind` of error, for `table`.
-    pub fn new(table: TableId, kind: SyncErrorKind) -> Self {
-        Self { table, kind }
-    }
-
-    /// Whether the next attempt may succeed without anyone changing anything.
-    pub fn is_transient(&self) -> bool {
-        match &self.kind {
-            SyncErrorKind::Locked | SyncErrorKind::SchemaVersion { .. } => true,
-            SyncErrorKind::Dap(source) => source.is_transient(),
-            SyncErrorKind::Db(source) => source.is_transient(),
-            SyncErrorKind::Schema(_)
-            | SyncErrorKind::InvalidRecords { .. }
-            | SyncErrorKind::TooManyRejects { .. }
-            | SyncErrorKind::State(_) => false,
-        }
-    }
-
-    /// Whether another process held the table.
-    pub fn is_locked(&self) -> bool {
-        matches!(self.kind, SyncErrorKind::Locked)
-    }
-
-    /// Whether every table should pause (an account-level DAP error).
-    pub fn is_account_level(&self) -> bool {
-        matches!(&self.kind, SyncErrorKind::Dap(source) if source.is_account_level())
-    }
-
-    /// A short name for the kind of error: the DAP error type where there is one.
-    pub fn type_name(&self) -> String {
-        match &self.kind {
-            SyncErrorKind::Locked => "Locked".into(),
-            SyncErrorKind::Dap(source) => source.type_name().to_owned(),
-            SyncErrorKind::Db(_) => "DatabaseError".into(),
-            SyncErrorKind::Schema(_) => "SchemaError".into(),
-            SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),
-            SyncErrorKind::TooManyRejects { .. } => "TooManyRejects".into(),
-            SyncErrorKind::SchemaVersion { .. } => "SchemaVersionMismatch".into(),
-            SyncErrorKind::State(_) => "StateError".into(),
-        }
-    }
-
-    /// The DAP error uuid, if the error came from the API.
-    pub fn uuid(&self) -> Option<&str> {
-        match &self.kind {
-            SyncErrorKind::Dap(source) => source.uuid(),
-            _ => None,
-        }
-    }
-
-    /// The error and its causes on one line.
-    pub fn chain(&self) -> String {
-        crate::error::chain(self)
-    }
-
-    fn run_error(&self) -> RunError {
-        RunError {
-            error_type: self.type_name(),
-            uuid: self.uuid().map(str::to_owned),
-            message: self.chain(),
         }
     }
 }
@@ -571,11 +430,34 @@ impl Engine {
         repeated_keys: bool,
     ) -> Result<RunReport, SyncErrorKind> {
         let plan = Arc::new(self.db.plan(schema));
-        let mut load = self
+        let load = self
             .db
             .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
             .await?;
-        let bytes = match self.pump(&plan, job, &mut load, false, repeated_keys).await {
+        let (stats, bytes) = self
+            .fill(&plan, job, load, attempt, false, repeated_keys, replaced)
+            .await?;
+        Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
+    }
+
+    /// Streams a job into a load and commits it with the job's watermark, or rolls it back when
+    /// the records cannot be loaded. `changes`: the records are a change set (upserts and
+    /// deletes), not a snapshot's rows. Returns what the commit did and the bytes read.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill(
+        &self,
+        plan: &Arc<TablePlan>,
+        job: &CompleteJob,
+        mut load: Load,
+        attempt: &mut Attempt,
+        changes: bool,
+        repeated_keys: bool,
+        replaced: Option<TableSchema>,
+    ) -> Result<(LoadStats, u64), SyncErrorKind> {
+        let bytes = match self
+            .pump(plan, job, &mut load, changes, repeated_keys)
+            .await
+        {
             Ok(bytes) => bytes,
             Err(error) => {
                 load.abort().await;
@@ -590,8 +472,7 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: replaced,
         };
-        let stats = load.commit(commit).await?;
-        Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
+        Ok((load.commit(commit).await?, bytes))
     }
 
     /// Runs one incremental query from `since`; `stored` is table_sync's schema, `shape` the
@@ -674,27 +555,14 @@ impl Engine {
         // The last commit applied comes again, written under the stored version.
         let previous = (schema.version != stored.version).then_some(&stored);
         let plan = Arc::new(self.db.plan(schema).accepting(&live, previous));
-        let mut load = self
+        let load = self
             .db
             .begin_incremental(plan.clone(), attempt.run_id)
             .await?;
         let repeated_keys = self.repeats_keys(id);
-        let bytes = match self.pump(&plan, &job, &mut load, true, repeated_keys).await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                load.abort().await;
-                return Err(error);
-            }
-        };
-        attempt.result.bytes = bytes as i64;
-        let commit = Commit {
-            run_id: attempt.run_id,
-            watermark: job.watermark(),
-            job_id: job.id.clone(),
-            bytes: bytes as i64,
-            replaced_schema: None,
-        };
-        let stats = load.commit(commit).await?;
+        let (stats, bytes) = self
+            .fill(&plan, &job, load, attempt, true, repeated_keys, None)
+            .await?;
         Ok(Some(self.report(
             &plan,
             &job,
