@@ -23,7 +23,11 @@ const POSTGRES: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/postgres/0002_run_warnings.sql"),
     },
-    // 0003 is another change's.
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/postgres/0003_live_schema.sql"),
+    },
     Migration {
         version: 4,
         name: "control_api",
@@ -41,7 +45,11 @@ const MYSQL: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/mysql/0002_run_warnings.sql"),
     },
-    // 0003 is another change's.
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/mysql/0003_live_schema.sql"),
+    },
     Migration {
         version: 4,
         name: "control_api",
@@ -59,7 +67,11 @@ const SQLITE: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/sqlite/0002_run_warnings.sql"),
     },
-    // 0003 is another change's.
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/sqlite/0003_live_schema.sql"),
+    },
     Migration {
         version: 4,
         name: "control_api",
