@@ -35,7 +35,8 @@
 //! leaves    ─► config error table secret failpoint hash
 //! ```
 //!
-//! - `cli` holds the commands, `demo` (the fake server and the real daemon together) and `bench`
+//! - `cli` holds the commands (`cli/official`: the official `dap` client's options and database
+//!   commands, mapped onto dapsync's), `demo` (the fake server and the real daemon together) and `bench`
 //!   (which measures the database and the API directly, so it uses them directly).
 //! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
 //!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and

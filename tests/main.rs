@@ -14,5 +14,6 @@ mod formats;
 mod guard;
 mod history;
 mod monitoring;
+mod official;
 mod preserve;
 mod schema;

@@ -101,7 +101,7 @@ async fn run(config: &Config, args: ExportArgs, window: Window) -> Result<i32, E
         directory: args.output_directory,
         format: args.format,
         decompress: args.decompress,
-        progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress_bar: crate::telemetry::interactive_terminal(),
     };
     let mut failed = 0;
     for crate::table::TableId { namespace, table } in tables {

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 mod export;
+pub mod official;
 mod status;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Cli {
     /// Log level or filter (`info`, `debug`, `dapsync=debug,sqlx=warn`); RUST_LOG wins.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    #[command(flatten)]
+    pub official: official::GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,16 +51,8 @@ pub enum Command {
         #[arg(long)]
         namespace: String,
     },
-    /// Writes a table's current schema to `<table>_schema_version_<N>.json`.
-    Schema {
-        #[arg(long)]
-        namespace: String,
-        #[arg(long)]
-        table: String,
-        /// Directory to write the file to.
-        #[arg(long, default_value = ".")]
-        output_dir: PathBuf,
-    },
+    /// Writes each table's current schema to `<table>_schema_version_<N>.json`.
+    Schema(official::SchemaArgs),
     /// Prints the DDL dapsync would run for a table, for review before the first sync.
     Ddl {
         #[arg(long)]
@@ -84,7 +79,15 @@ pub enum Command {
     /// when complete (merged into it for `sync.keep_history` tables).
     Resync(TableArgs),
     /// Drops replicated tables, their enum types and their control rows.
-    Drop(TableArgs),
+    Drop(official::DropArgs),
+    /// The official client's `initdb`: `init` of `--table` into `--connection-string`.
+    Initdb(official::DbArgs),
+    /// The official client's `syncdb`: `sync` of `--table` in `--connection-string`.
+    Syncdb(official::DbArgs),
+    /// The official client's `dropdb`: `drop` of `--table` from `--connection-string`.
+    Dropdb(official::DbArgs),
+    /// The official client's `listdb`: the namespace's tables and their state in the database.
+    Listdb(official::ListdbArgs),
     /// Shows each table's state, last sync, lag, schema version, rows and last error.
     Status {
         #[arg(long)]
@@ -191,7 +194,7 @@ impl From<DialectArg> for Dialect {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+        Ok(config) => cli.official.apply(config),
         Err(error) => {
             eprintln!("dapsync: {}", Error::from(error).chain());
             return ExitCode::from(EXIT_CONFIG as u8);
@@ -204,7 +207,9 @@ pub fn main() -> ExitCode {
         (None, Command::Demo(_)) => "warn,dapsync::scheduler=info".to_owned(),
         (None, _) => config.log.level.clone(),
     };
-    if let Err(error) = crate::telemetry::init(format, &level) {
+    let (format, level) = cli.official.logging(format, level);
+    crate::telemetry::set_interactive(cli.official.interactive());
+    if let Err(error) = crate::telemetry::init_to(format, &level, &cli.official.log_outputs()) {
         eprintln!("dapsync: cannot set up logging: {error}");
         return ExitCode::from(EXIT_CONFIG as u8);
     }
@@ -243,24 +248,7 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Schema {
-            namespace,
-            table,
-            output_dir,
-        } => {
-            let envelope = app::dap_client(&config)?
-                .get_schema(&namespace, &table)
-                .await?;
-            let schema = TableSchema::from_envelope(&namespace, &table, &envelope)?;
-            let path = output_dir.join(format!("{table}_schema_version_{}.json", schema.version));
-            let text = serde_json::to_string_pretty(&envelope["schema"]).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|source| Error::Io {
-                context: format!("writing {}", path.display()),
-                source,
-            })?;
-            println!("{}", path.display());
-            Ok(0)
-        }
+        Command::Schema(args) => official::schema_command(&config, args).await,
         Command::Ddl {
             namespace,
             table,
@@ -306,6 +294,14 @@ pub async fn run(command: Command, config: Config) -> Result<i32, Error> {
         Command::Sync(args) => sync_command(&config, args, Mode::Sync).await,
         Command::Resync(args) => sync_command(&config, args, Mode::Resnapshot).await,
         Command::Drop(args) => drop_command(&config, args).await,
+        Command::Initdb(args) => {
+            sync_command(&args.config(&config), args.tables(), Mode::Init).await
+        }
+        Command::Syncdb(args) => {
+            sync_command(&args.config(&config), args.tables(), Mode::Sync).await
+        }
+        Command::Dropdb(args) => drop_command(&args.config(&config), args.drop_args()).await,
+        Command::Listdb(args) => official::listdb_command(&config, args).await,
         Command::Status {
             namespace,
             table,
@@ -398,8 +394,8 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     if tables.is_empty() {
         return Err(Error::Usage("no table matches the selection".into()));
     }
-    let progress = if tables.len() == 1 {
-        ProgressMode::detect()
+    let progress = if tables.len() == 1 && crate::telemetry::interactive_terminal() {
+        ProgressMode::Bar
     } else {
         ProgressMode::Log
     };
@@ -451,7 +447,8 @@ fn describe(report: &RunReport) -> String {
     )
 }
 
-async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
+async fn drop_command(config: &Config, args: official::DropArgs) -> Result<i32, Error> {
+    let args = args.checked()?;
     let selection = selection(config, &args);
     let db = app::database(config).await?;
     let known = db.table_statuses().await?;
@@ -464,6 +461,7 @@ async fn drop_command(config: &Config, args: TableArgs) -> Result<i32, Error> {
             continue;
         }
         let id = TableId::new(&status.namespace, &status.table);
+        println!("{id}: dropping");
         match crate::sync::drop_table(&db, &id).await {
             Err(error) if error.is_locked() => {
                 println!("{id}: FAILED: being synced by another process");
