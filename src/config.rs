@@ -387,6 +387,24 @@ impl ConfigError {
     }
 }
 
+/// A log level (`info`), or directives that each end in one (`dapsync=debug,sqlx=warn`): a bare
+/// word that is not a level would parse as a target and silently turn logging off.
+fn check_log_level(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "{level:?} is not a log level (one of {}, or target=level directives)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads the configuration from `path` (or the first of [`DEFAULT_PATHS`] that exists, or
     /// defaults only), the process environment, and secret files; then validates it.
@@ -572,6 +590,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e))?;
+        check_log_level(&self.log.level).map_err(|e| ConfigError::invalid("log.level", e))?;
         for url in &self.webhooks.urls {
             reqwest::Url::parse(url)
                 .map_err(|e| ConfigError::invalid("webhooks.urls", format!("{url}: {e}")))?;

@@ -257,3 +257,20 @@ fn the_example_file_is_complete_and_valid() {
     let config = Config::load_with_env(Some(&path), &env).unwrap();
     assert!(config.namespaces.contains_key("canvas"));
 }
+
+#[test]
+fn an_unknown_log_level_is_refused_naming_the_key() {
+    for good in [
+        "info",
+        "DEBUG",
+        "dapsync=debug,sqlx=warn",
+        "warn,dapsync::scheduler=info",
+    ] {
+        assert_eq!(check_log_level(good), Ok(()), "{good}");
+    }
+    for bad in ["verbose", "warning", "dapsync=loud", "dapsync"] {
+        assert!(check_log_level(bad).is_err(), "{bad}");
+    }
+    let err = load("[log]\nlevel = \"verbose\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("log.level"), "{err}");
+}
