@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod dap;
 mod engine;
+mod evolve;
 mod export;
 mod formats;
 mod guard;

@@ -417,6 +417,8 @@ pub(crate) async fn write_sync_state(
         &[
             ("watermark", Arg::Time(Some(watermark))),
             ("pending_swap", Arg::Text(None)),
+            // The load committed: the live table has table_sync's schema again.
+            ("live_schema", Arg::Text(None)),
             ("row_count", Arg::Int(Some(row_count))),
             ("last_success_at", now),
             ("last_error_type", Arg::Text(None)),
@@ -430,7 +432,7 @@ pub(crate) async fn write_sync_state(
 }
 
 /// Sets columns of a table's `table_state` row, creating the row if needed.
-async fn upsert_table_state(
+pub(super) async fn upsert_table_state(
     tx: &mut Tx,
     plan: &TablePlan,
     values: &[(&str, Arg)],

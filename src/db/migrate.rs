@@ -23,6 +23,11 @@ const POSTGRES: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/postgres/0002_run_warnings.sql"),
     },
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/postgres/0003_live_schema.sql"),
+    },
 ];
 const MYSQL: &[Migration] = &[
     Migration {
@@ -35,6 +40,11 @@ const MYSQL: &[Migration] = &[
         name: "run_warnings",
         sql: include_str!("../../migrations/mysql/0002_run_warnings.sql"),
     },
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/mysql/0003_live_schema.sql"),
+    },
 ];
 const SQLITE: &[Migration] = &[
     Migration {
@@ -46,6 +56,11 @@ const SQLITE: &[Migration] = &[
         version: 2,
         name: "run_warnings",
         sql: include_str!("../../migrations/sqlite/0002_run_warnings.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "live_schema",
+        sql: include_str!("../../migrations/sqlite/0003_live_schema.sql"),
     },
 ];
 

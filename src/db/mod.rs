@@ -4,6 +4,7 @@
 
 mod control;
 mod inspect;
+mod live;
 mod load;
 mod lock;
 mod migrate;
@@ -68,6 +69,8 @@ pub enum DbError {
         #[source]
         source: Box<SchemaError>,
     },
+    #[error("table_state.live_schema of {table} is unreadable: {reason}")]
+    UnreadableLiveSchema { table: TableId, reason: String },
     #[error("the run history returned no id")]
     NoRunId,
     #[error("another process holds the migration lock for over 10 minutes")]
@@ -104,6 +107,7 @@ impl DbError {
             | DbError::IncompleteSyncState { .. }
             | DbError::UnreadablePendingSwap { .. }
             | DbError::UnreadablePendingSchema { .. }
+            | DbError::UnreadableLiveSchema { .. }
             | DbError::NoRunId
             | DbError::MigrationLocked
             | DbError::LoadEnded

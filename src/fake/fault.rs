@@ -137,6 +137,9 @@ pub enum Fault {
     DropConnectionAfter { bytes: u64 },
     /// The body trickles in chunks of `chunk_bytes`, with `pause_ms` before each.
     SlowBody { chunk_bytes: usize, pause_ms: u64 },
+    /// The schema endpoint answers with the version before the latest, as a lagging copy would,
+    /// while jobs follow the latest.
+    StaleSchema,
 }
 
 impl Fault {
@@ -157,6 +160,7 @@ impl Fault {
             Fault::SlowBody { chunk_bytes, .. } => {
                 endpoint == Endpoint::Download && *chunk_bytes > 0
             }
+            Fault::StaleSchema => endpoint == Endpoint::GetSchema,
         }
     }
 }

@@ -466,12 +466,18 @@ async fn list_tables(State(app): State<App>, Path(namespace): Path<String>) -> R
 async fn get_schema(
     State(app): State<App>,
     Path((namespace, table)): Path<(String, String)>,
+    armed: Option<axum::Extension<Armed>>,
 ) -> Response {
     let world = app.world();
     let name = TableName::new(namespace, table);
+    let stale = matches!(armed, Some(axum::Extension(Armed(Fault::StaleSchema))));
     match world.table(&name) {
         Ok(table) => {
-            let schema = table.latest_schema();
+            let schema = if stale {
+                table.stale_schema()
+            } else {
+                table.latest_schema()
+            };
             Json(json!({"schema": schema.schema, "version": schema.version})).into_response()
         }
         Err(_) => ApiError::no_table(&name, world.has_namespace(&name.namespace)).into_response(),

@@ -235,6 +235,12 @@ impl TableState {
         &self.source.schemas[self.source.schemas.len() - 1]
     }
 
+    /// The version before the latest (the latest when there is only one).
+    pub(super) fn stale_schema(&self) -> &SchemaVersion {
+        let versions = &self.source.schemas;
+        &versions[versions.len().saturating_sub(2)]
+    }
+
     pub(super) fn latest_commit(&self) -> DateTime<Utc> {
         // Never empty: `new` starts with the initial commit.
         self.commits[self.commits.len() - 1].ts

@@ -36,6 +36,10 @@ pub enum SyncErrorKind {
         records: u64,
         reason: String,
     },
+    #[error(
+        "the job's records follow schema version {job}, but DAP describes version {described}; not loaded, tried again later"
+    )]
+    SchemaVersion { job: i64, described: i64 },
     #[error("{0}")]
     State(String),
 }
@@ -91,7 +95,7 @@ impl SyncError {
     /// Whether the next attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match &self.kind {
-            SyncErrorKind::Locked => true,
+            SyncErrorKind::Locked | SyncErrorKind::SchemaVersion { .. } => true,
             SyncErrorKind::Dap(source) => source.is_transient(),
             SyncErrorKind::Db(source) => source.is_transient(),
             SyncErrorKind::Schema(_)
@@ -120,6 +124,7 @@ impl SyncError {
             SyncErrorKind::Schema(_) => "SchemaError".into(),
             SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),
             SyncErrorKind::TooManyRejects { .. } => "TooManyRejects".into(),
+            SyncErrorKind::SchemaVersion { .. } => "SchemaVersionMismatch".into(),
             SyncErrorKind::State(_) => "StateError".into(),
         }
     }

@@ -236,28 +236,44 @@ impl Engine {
             )?),
             None => None,
         };
+        // The live table's schema runs ahead of table_sync when ALTERs committed before a load
+        // that did not: diff against what the table is, not what table_sync says.
+        let shape = match &stored {
+            Some(stored) => Some(
+                self.db
+                    .live_schema(id)
+                    .await?
+                    .unwrap_or_else(|| stored.clone()),
+            ),
+            None => None,
+        };
         let (state, stored) = match (state, stored, mode) {
             (None, _, Mode::Init | Mode::Sync) => {
                 return Ok(vec![self.snapshot(id, "initial", None).await?]);
             }
             (Some(_), _, Mode::Init) => return Ok(Vec::new()),
-            (_, stored, Mode::Resnapshot) => {
-                return Ok(vec![self.snapshot(id, "requested", stored).await?]);
+            (_, _, Mode::Resnapshot) => {
+                return Ok(vec![self.snapshot(id, "requested", shape).await?]);
             }
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
         };
-        let plan = self.db.plan(stored.clone());
+        let shape = shape.unwrap_or_else(|| stored.clone());
+        let plan = self.db.plan(shape.clone());
         if !self.db.table_exists(&plan.live).await? {
             tracing::warn!(table = %id, "the table is gone from the database; taking a new snapshot");
-            return Ok(vec![
-                self.snapshot(id, "missing_table", Some(stored)).await?,
-            ]);
+            return Ok(vec![self.snapshot(id, "missing_table", Some(shape)).await?]);
         }
         let mut reports = Vec::new();
-        match self.incremental(id, state.since, stored.clone()).await {
+        match self
+            .incremental(id, state.since, stored, shape.clone())
+            .await
+        {
             Ok(Some(report)) => reports.push(report),
-            Ok(None) => reports.push(self.snapshot(id, "schema_rebuild", Some(stored)).await?),
+            Ok(None) => reports.push(
+                self.snapshot(id, "schema_rebuild", Some(shape.clone()))
+                    .await?,
+            ),
             Err(SyncErrorKind::Dap(source)) if source.needs_snapshot() => {
                 let reason = if matches!(
                     source.api_error().map(|e| &e.kind),
@@ -268,7 +284,7 @@ impl Engine {
                     "snapshot_required"
                 };
                 tracing::warn!(table = %id, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
-                reports.push(self.snapshot(id, reason, Some(stored)).await?);
+                reports.push(self.snapshot(id, reason, Some(shape)).await?);
             }
             Err(error) => return Err(error),
         }
@@ -300,6 +316,25 @@ impl Engine {
             &id.table,
             &envelope,
         )?)
+    }
+
+    /// The schema of version `version`, which a job's records follow: DAP describes only its
+    /// latest version, so when that is another one, the job is not loaded and the run is tried
+    /// again later (records are never loaded with another version's schema).
+    async fn schema_of_job(
+        &self,
+        id: &TableId,
+        version: i64,
+    ) -> Result<TableSchema, SyncErrorKind> {
+        let schema = self.current_schema(id).await?;
+        if schema.version != version {
+            tracing::warn!(table = %id, job = version, described = schema.version, "the job's schema version is not the one DAP describes");
+            return Err(SyncErrorKind::SchemaVersion {
+                job: version,
+                described: schema.version,
+            });
+        }
+        Ok(schema)
     }
 
     /// Loads a new snapshot; `replaced` is the schema of the live table it replaces.
@@ -344,7 +379,7 @@ impl Engine {
             .await?;
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
-            schema = self.current_schema(id).await?;
+            schema = self.schema_of_job(id, job.schema_version).await?;
         }
         if let Some(live_schema) = &replaced
             && self.keeps_history(id)
@@ -440,13 +475,14 @@ impl Engine {
         Ok((load.commit(commit).await?, bytes))
     }
 
-    /// Runs one incremental query from `since`. `Ok(None)` means the schema changed in a way that
-    /// needs a new snapshot.
+    /// Runs one incremental query from `since`; `stored` is table_sync's schema, `shape` the
+    /// live table's. `Ok(None)` means the schema changed in a way that needs a new snapshot.
     async fn incremental(
         &self,
         id: &TableId,
         since: DateTime<Utc>,
         stored: TableSchema,
+        shape: TableSchema,
     ) -> Result<Option<RunReport>, SyncErrorKind> {
         let started = Instant::now();
         let run = NewRun {
@@ -456,7 +492,10 @@ impl Engine {
             since: Some(since),
         };
         let mut attempt = self.start_attempt(&run).await?;
-        match self.incremental_run(id, since, stored, &mut attempt).await {
+        match self
+            .incremental_run(id, since, (stored, shape), &mut attempt)
+            .await
+        {
             Ok(Some(mut report)) => {
                 report.since = Some(since);
                 report.duration = started.elapsed();
@@ -485,13 +524,13 @@ impl Engine {
         &self,
         id: &TableId,
         since: DateTime<Utc>,
-        stored: TableSchema,
+        (stored, shape): (TableSchema, TableSchema),
         attempt: &mut Attempt,
     ) -> Result<Option<RunReport>, SyncErrorKind> {
-        let mut schema = stored.clone();
+        let mut schema = shape;
         let current = self.current_schema(id).await?;
-        if current.version != stored.version {
-            if !self.evolve(id, &stored, &current, attempt.run_id).await? {
+        if current.version != schema.version {
+            if !self.evolve(id, &schema, &current, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = current;
@@ -503,7 +542,7 @@ impl Engine {
         attempt.result.job_id = Some(job.id.clone());
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
-            let newer = self.current_schema(id).await?;
+            let newer = self.schema_of_job(id, job.schema_version).await?;
             if !self.evolve(id, &schema, &newer, attempt.run_id).await? {
                 return Ok(None);
             }
@@ -553,6 +592,8 @@ impl Engine {
         }
         // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
         self.db.evolve_table(old, new, &diff, run_id).await?;
+        // The ALTERs committed; the load that moves table_sync on may not.
+        self.db.set_live_schema(&self.db.plan(new.clone())).await?;
         tracing::info!(table = %id, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }

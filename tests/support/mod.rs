@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod binary;
 pub mod daemon;
 mod db;
 pub mod logs;
