@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::TablePlan;
 use super::query::{Arg, Kind, Tx};
+use super::runs::{RunError, RunOutcome, RunResult, finish_run};
 use super::{Db, DbError};
 use crate::sql::Dialect;
 use crate::table::TableId;
@@ -41,115 +42,6 @@ pub(crate) struct PendingSwap {
     pub bytes: i64,
 }
 
-/// The kind of a run, for the run history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunKind {
-    Snapshot,
-    Incremental,
-}
-
-/// A run about to start.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewRun<'a> {
-    pub table: &'a TableId,
-    pub kind: RunKind,
-    /// Why a snapshot runs: `initial`, `snapshot_required`, `out_of_range`, `schema_rebuild`, `requested`.
-    pub reason: Option<&'a str>,
-    pub since: Option<DateTime<Utc>>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunOutcome {
-    Running,
-    Success,
-    Failed,
-    /// The process died during the run; nothing of it was applied.
-    Interrupted,
-    /// An operator cancelled the run; nothing of it was applied.
-    Cancelled,
-}
-
-impl RunOutcome {
-    /// The outcome as the run history stores it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Running => "running",
-            RunOutcome::Success => "success",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Interrupted => "interrupted",
-            RunOutcome::Cancelled => "cancelled",
-        }
-    }
-
-    /// The outcome of a stored name; unknown names read as `interrupted`.
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "success" => RunOutcome::Success,
-            "failed" => RunOutcome::Failed,
-            "running" => RunOutcome::Running,
-            "cancelled" => RunOutcome::Cancelled,
-            _ => RunOutcome::Interrupted,
-        }
-    }
-}
-
-/// The facts of a finished run.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunResult {
-    pub job_id: Option<String>,
-    pub until: Option<DateTime<Utc>>,
-    pub schema_version: Option<i64>,
-    pub upserted: i64,
-    pub deleted: i64,
-    pub rejected: i64,
-    pub bytes: i64,
-}
-
-/// An error to record against a run and its table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunError {
-    pub error_type: String,
-    pub uuid: Option<String>,
-    pub message: String,
-}
-
-/// One row of the run history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunRecord {
-    pub id: i64,
-    pub namespace: String,
-    pub table: String,
-    pub kind: String,
-    pub reason: Option<String>,
-    pub job_id: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub schema_version: Option<i64>,
-    pub rows_upserted: i64,
-    pub rows_deleted: i64,
-    pub rows_rejected: i64,
-    pub bytes: i64,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: RunOutcome,
-    pub error_type: Option<String>,
-    pub error_uuid: Option<String>,
-    pub error_message: Option<String>,
-    /// User objects (views, indexes, grants, comments) the run could not keep on the new copy
-    /// of the table.
-    pub warnings: Vec<super::ObjectWarning>,
-    /// Time spent waiting for the query budget (`None` for runs recorded before 0.1's
-    /// migration 0004, and for runs still going).
-    pub queued_seconds: Option<f64>,
-    /// Time spent on the API: the schema, the query and the job.
-    pub api_seconds: Option<f64>,
-    /// The rest: downloading and loading.
-    pub load_seconds: Option<f64>,
-}
-
 /// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TableStatus {
@@ -179,7 +71,7 @@ pub struct Reject {
     pub line: String,
 }
 
-fn text(value: &str) -> Arg {
+pub(super) fn text(value: &str) -> Arg {
     Arg::Text(Some(value.to_owned()))
 }
 
@@ -299,52 +191,6 @@ impl Db {
         tx.commit()
             .await
             .map_err(DbError::sql("recording a pending swap"))
-    }
-
-    /// Starts a run: marks runs of this table left `running` by a dead process as interrupted
-    /// (the caller holds the table lock, so nobody else is running it) and inserts a new one.
-    pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, DbError> {
-        let d = self.dialect();
-        let runs = d.own_table("runs");
-        let context = "starting a run";
-        let mut tx = self.begin().await?;
-        tx.execute(
-            &format!("UPDATE {runs} SET outcome = 'interrupted', finished_at = ? WHERE namespace = ? AND table_name = ? AND outcome = 'running'"),
-            &[Arg::Time(Some(Utc::now())), text(&run.table.namespace), text(&run.table.table)],
-        )
-        .await
-        .map_err(DbError::sql(context))?;
-        let kind = match run.kind {
-            RunKind::Snapshot => "snapshot",
-            RunKind::Incremental => "incremental",
-        };
-        let insert = format!(
-            "INSERT INTO {runs} (namespace, table_name, kind, reason, since, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')"
-        );
-        let args = [
-            text(&run.table.namespace),
-            text(&run.table.table),
-            text(kind),
-            Arg::Text(run.reason.map(str::to_owned)),
-            Arg::Time(run.since),
-            Arg::Time(Some(Utc::now())),
-        ];
-        let id = if d == Dialect::Mysql {
-            tx.execute(&insert, &args)
-                .await
-                .map_err(DbError::sql(context))?;
-            tx.fetch("SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[], &[Kind::Int])
-                .await
-        } else {
-            tx.fetch(&format!("{insert} RETURNING id"), &args, &[Kind::Int])
-                .await
-        }
-        .map_err(DbError::sql(context))?
-        .first()
-        .and_then(|row| row[0].int())
-        .ok_or(DbError::NoRunId)?;
-        tx.commit().await.map_err(DbError::sql(context))?;
-        Ok(id)
     }
 
     /// Records a failed run and the table's last error.
@@ -484,21 +330,6 @@ impl Db {
         Ok(statuses)
     }
 
-    /// The latest runs, newest first, optionally of one table.
-    pub async fn recent_runs(
-        &self,
-        table: Option<(&str, &str)>,
-        limit: i64,
-    ) -> Result<Vec<RunRecord>, DbError> {
-        self.runs(&super::RunFilter {
-            namespace: table.map(|(ns, _)| ns.to_owned()),
-            table: table.map(|(_, t)| t.to_owned()),
-            limit,
-            ..super::RunFilter::default()
-        })
-        .await
-    }
-
     /// How many rejected records a table has.
     pub async fn reject_count(&self, table: &TableId) -> Result<i64, DbError> {
         let rows = self
@@ -538,41 +369,6 @@ impl Db {
             .await
             .map_err(DbError::sql("removing control rows"))
     }
-}
-
-/// Writes the outcome of a run.
-pub(crate) async fn finish_run(
-    tx: &mut Tx,
-    run_id: i64,
-    outcome: RunOutcome,
-    result: &RunResult,
-    error: Option<&RunError>,
-) -> Result<(), DbError> {
-    let runs = tx.dialect().own_table("runs");
-    tx.execute(
-        &format!(
-            "UPDATE {runs} SET outcome = ?, finished_at = ?, job_id = COALESCE(?, job_id), until = ?, schema_version = ?, rows_upserted = ?, \
-             rows_deleted = ?, rows_rejected = ?, bytes = ?, error_type = ?, error_uuid = ?, error_message = ? WHERE id = ?"
-        ),
-        &[
-            text(outcome.as_str()),
-            Arg::Time(Some(Utc::now())),
-            Arg::Text(result.job_id.clone()),
-            Arg::Time(result.until),
-            Arg::Int(result.schema_version),
-            Arg::Int(Some(result.upserted)),
-            Arg::Int(Some(result.deleted)),
-            Arg::Int(Some(result.rejected)),
-            Arg::Int(Some(result.bytes)),
-            Arg::Text(error.map(|e| e.error_type.clone())),
-            Arg::Text(error.and_then(|e| e.uuid.clone())),
-            Arg::Text(error.map(|e| e.message.clone())),
-            Arg::Int(Some(run_id)),
-        ],
-    )
-    .await
-    .map_err(DbError::sql("recording the end of a run"))?;
-    Ok(())
 }
 
 /// Advances a table's sync state: `table_sync` (the official client's view) and dapsync's exact

@@ -22,13 +22,11 @@ use sqlx::{Arguments, AssertSqlSafe};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::control::{
-    PendingSwap, Reject, RunOutcome, RunResult, finish_run, insert_rejects, synced_last,
-    write_sync_state,
-};
+use super::control::{PendingSwap, Reject, insert_rejects, synced_last, write_sync_state};
 use super::plan::{Row, TablePlan};
 use super::preserve;
 use super::query::{Arg, Kind, Tx};
+use super::runs::{RunOutcome, RunResult, finish_run};
 use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
 use crate::schema::TableSchema;

@@ -12,6 +12,7 @@ mod operator;
 mod plan;
 mod preserve;
 mod query;
+mod runs;
 mod value;
 
 use std::path::PathBuf;
@@ -24,15 +25,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
 
-pub use control::{
-    NewRun, Reject, RunError, RunKind, RunOutcome, RunRecord, RunResult, SyncState, TableStatus,
-};
+pub use control::{Reject, SyncState, TableStatus};
 pub use inspect::canonical_record;
 pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};
 pub use lock::TableLock;
 pub use operator::{RunFilter, RunTimes, TableControl};
 pub use plan::{Row, TablePlan};
 pub use preserve::ObjectWarning;
+pub use runs::{NewRun, RunError, RunKind, RunOutcome, RunRecord, RunResult};
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
 use crate::config::{ConfigError, DatabaseUrl};

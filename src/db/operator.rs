@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::control::{RunOutcome, RunRecord};
 use super::query::{Arg, Kind};
+use super::runs::{RunOutcome, RunRecord};
 use super::{Db, DbError};
 
 /// The operator's controls of one table.
