@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::control::{PendingSwap, Reject, insert_rejects, synced_last, write_sync_state};
+use super::lock::LockToken;
 use super::plan::{Row, TablePlan};
 use super::preserve;
 use super::query::{Arg, Kind, Tx};
@@ -115,31 +116,35 @@ pub fn connections_per_table(dialect: Dialect) -> u32 {
 const REJECT_FLUSH: usize = 1_000;
 
 impl Db {
-    /// Starts loading a snapshot of `plan` into a fresh staging table. With `repeated_keys`, a key
-    /// may appear several times and the last one wins.
+    /// Starts loading a snapshot of `plan` into a fresh staging table, under the table's `lock`.
+    /// With `repeated_keys`, a key may appear several times and the last one wins.
     pub async fn begin_snapshot(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
+        lock: LockToken,
         repeated_keys: bool,
     ) -> Result<Load, DbError> {
-        self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys })
+        self.begin_load(plan, run_id, lock, LoadKind::Snapshot { repeated_keys })
             .await
     }
 
-    /// Starts loading a change set into the live table.
+    /// Starts loading a change set into the live table, under the table's `lock`.
     pub async fn begin_incremental(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
+        lock: LockToken,
     ) -> Result<Load, DbError> {
-        self.begin_load(plan, run_id, LoadKind::Incremental).await
+        self.begin_load(plan, run_id, lock, LoadKind::Incremental)
+            .await
     }
 
     async fn begin_load(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
+        lock: LockToken,
         kind: LoadKind,
     ) -> Result<Load, DbError> {
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
@@ -147,6 +152,7 @@ impl Db {
             db: self.clone(),
             plan,
             run_id,
+            lock,
             kind,
             receiver,
             stats: LoadStats::default(),
@@ -351,6 +357,8 @@ struct Writer {
     db: Db,
     plan: Arc<TablePlan>,
     run_id: i64,
+    /// Keeps the table locked while the writer runs; verified before the commit.
+    lock: LockToken,
     kind: LoadKind,
     receiver: mpsc::Receiver<Msg>,
     stats: LoadStats,
@@ -456,6 +464,8 @@ impl Writer {
             let end = loop {
                 let Some(msg) = self.receiver.recv().await else {
                     let _ = copy.abort("dapsync abandoned the load").await;
+                    // Rolled back before the writer (and so the table lock) goes.
+                    let _ = tx.rollback().await;
                     return Err(aborted());
                 };
                 match msg {
@@ -611,6 +621,8 @@ impl Writer {
         write_sync_state(&mut tx, plan, commit.watermark, self.stats.row_count).await?;
         let result = self.run_result(commit);
         finish_run(&mut tx, self.run_id, RunOutcome::Success, &result, None).await?;
+        crate::failpoint::hit("load.before_lock_check");
+        self.lock.verify(&mut tx).await?;
         tx.commit().await.map_err(self.tx_err("committing"))
     }
 
@@ -733,6 +745,8 @@ impl Writer {
         };
         let (commit, done) = loop {
             let Some(msg) = self.receiver.recv().await else {
+                // Rolled back before the writer (and so the table lock) goes.
+                let _ = tx.rollback().await;
                 return Err(aborted());
             };
             match msg {
@@ -814,6 +828,8 @@ impl Writer {
                     rejected: self.stats.rejected,
                     bytes: commit.bytes,
                 };
+                // The pending swap is the point of no return: only under the lock.
+                db.verify_lock(&self.lock).await?;
                 db.set_pending_swap(&plan, Some(&pending)).await?;
                 crate::failpoint::hit("mysql.snapshot.before_swap");
                 db.mysql_swap(&plan, &pending).await?;

@@ -28,7 +28,7 @@ use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
 pub use control::{Reject, SyncState, TableStatus};
 pub use inspect::canonical_record;
 pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};
-pub use lock::TableLock;
+pub use lock::{LockToken, TableLock};
 pub use operator::{RunFilter, RunTimes, TableControl};
 pub use plan::{Row, TablePlan};
 pub use preserve::ObjectWarning;
@@ -81,6 +81,8 @@ pub enum DbError {
     LoadEnded,
     #[error("the load was abandoned before its commit; nothing was applied")]
     LoadAbandoned,
+    #[error("the lock of {table} was lost before the commit ({reason}); nothing was committed")]
+    LockLost { table: TableId, reason: String },
     #[error("the database writer stopped")]
     WriterStopped,
     #[error("the database writer failed")]
@@ -102,7 +104,8 @@ impl DbError {
     /// Whether trying again later may succeed (lost connection, timeout, deadlock, lock wait).
     pub fn is_transient(&self) -> bool {
         let source = match self {
-            DbError::Connect { .. } => return true,
+            // A new attempt takes the lock again.
+            DbError::Connect { .. } | DbError::LockLost { .. } => return true,
             DbError::Sql { source, .. } => source,
             DbError::Io { .. }
             | DbError::Url(_)

@@ -120,6 +120,7 @@ impl SyncError {
         match &self.kind {
             SyncErrorKind::Locked => "Locked".into(),
             SyncErrorKind::Dap(source) => source.type_name().to_owned(),
+            SyncErrorKind::Db(DbError::LockLost { .. }) => "LockLost".into(),
             SyncErrorKind::Db(_) => "DatabaseError".into(),
             SyncErrorKind::Schema(_) => "SchemaError".into(),
             SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),

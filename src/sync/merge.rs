@@ -39,10 +39,7 @@ impl Engine {
             tracing::warn!(table = %label, from = live_schema.version, to = schema.version, "the schema change needs a rebuild: the snapshot replaces the table, and its rows older than DAP keeps are gone");
             return Ok(None);
         }
-        if !self
-            .evolve(&label, live_schema, &schema, attempt.run_id)
-            .await?
-        {
+        if !self.evolve(&label, live_schema, &schema, attempt).await? {
             return Ok(None);
         }
         let live = self
@@ -52,7 +49,7 @@ impl Engine {
         let plan = Arc::new(self.db.plan(schema).accepting(&live, None));
         let load = self
             .db
-            .begin_incremental(plan.clone(), attempt.run_id)
+            .begin_incremental(plan.clone(), attempt.run_id, attempt.lock.clone())
             .await?;
         let repeated_keys = self.repeats_keys(&label);
         let (stats, bytes) = self

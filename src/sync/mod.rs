@@ -39,8 +39,8 @@ pub use crate::db::{
 use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
 use crate::db::{
-    Commit, Db, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError, RunResult,
-    TablePlan,
+    Commit, Db, Load, LoadStats, LockToken, NewRun, ObjectWarning, Reject, RowChange, RunError,
+    RunResult, TablePlan,
 };
 use crate::schema::{self, TableSchema};
 use crate::status::RunSummary;
@@ -144,6 +144,8 @@ pub struct Engine {
 /// The part of a run the engine keeps track of while it goes.
 struct Attempt {
     run_id: i64,
+    /// The table's lock, which its loads hold and verify before they commit.
+    lock: LockToken,
     result: RunResult,
     clock: timing::RunClock,
 }
@@ -219,7 +221,7 @@ impl Engine {
     pub async fn sync_table(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
         let result = match self.db.try_lock_table(id).await {
             Ok(Some(lock)) => {
-                let result = self.sync_locked(id, mode).await;
+                let result = self.sync_locked(id, mode, &lock.token()).await;
                 lock.release().await;
                 result
             }
@@ -229,7 +231,12 @@ impl Engine {
         result.map_err(|kind| SyncError::new(id.clone(), kind))
     }
 
-    async fn sync_locked(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncErrorKind> {
+    async fn sync_locked(
+        &self,
+        id: &TableId,
+        mode: Mode,
+        lock: &LockToken,
+    ) -> Result<Vec<RunReport>, SyncErrorKind> {
         self.db.recover_table(id).await?;
         let state = self.db.sync_state(id).await?;
         let stored = match &state {
@@ -253,11 +260,11 @@ impl Engine {
         };
         let (state, stored) = match (state, stored, mode) {
             (None, _, Mode::Init | Mode::Sync) => {
-                return Ok(vec![self.snapshot(id, "initial", None).await?]);
+                return Ok(vec![self.snapshot(id, "initial", None, lock).await?]);
             }
             (Some(_), _, Mode::Init) => return Ok(Vec::new()),
             (_, _, Mode::Resnapshot) => {
-                return Ok(vec![self.snapshot(id, "requested", shape).await?]);
+                return Ok(vec![self.snapshot(id, "requested", shape, lock).await?]);
             }
             (Some(state), Some(stored), Mode::Sync) => (state, stored),
             (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
@@ -266,16 +273,19 @@ impl Engine {
         let plan = self.db.plan(shape.clone());
         if !self.db.table_exists(&plan.live).await? {
             tracing::warn!(table = %id, "the table is gone from the database; taking a new snapshot");
-            return Ok(vec![self.snapshot(id, "missing_table", Some(shape)).await?]);
+            return Ok(vec![
+                self.snapshot(id, "missing_table", Some(shape), lock)
+                    .await?,
+            ]);
         }
         let mut reports = Vec::new();
         match self
-            .incremental(id, state.since, stored, shape.clone())
+            .incremental(id, state.since, (stored, shape.clone()), lock)
             .await
         {
             Ok(Some(report)) => reports.push(report),
             Ok(None) => reports.push(
-                self.snapshot(id, "schema_rebuild", Some(shape.clone()))
+                self.snapshot(id, "schema_rebuild", Some(shape.clone()), lock)
                     .await?,
             ),
             Err(SyncErrorKind::Dap(source)) if source.needs_snapshot() => {
@@ -288,7 +298,7 @@ impl Engine {
                     "snapshot_required"
                 };
                 tracing::warn!(table = %id, error_type = source.type_name(), uuid = source.uuid().unwrap_or("-"), "the incremental chain is broken; taking a new snapshot");
-                reports.push(self.snapshot(id, reason, Some(shape)).await?);
+                reports.push(self.snapshot(id, reason, Some(shape), lock).await?);
             }
             Err(error) => return Err(error),
         }
@@ -347,6 +357,7 @@ impl Engine {
         id: &TableId,
         reason: &'static str,
         replaced: Option<TableSchema>,
+        lock: &LockToken,
     ) -> Result<RunReport, SyncErrorKind> {
         let started = Instant::now();
         let run = NewRun {
@@ -355,7 +366,7 @@ impl Engine {
             reason: Some(reason),
             since: None,
         };
-        let mut attempt = self.start_attempt(&run).await?;
+        let mut attempt = self.start_attempt(&run, lock).await?;
         tracing::info!(table = %id, reason, run_id = attempt.run_id, "snapshot starting");
         let result = self.snapshot_run(id, &mut attempt, replaced).await;
         self.record_times(&attempt).await;
@@ -418,10 +429,15 @@ impl Engine {
     }
 
     /// Records the start of a run in the run history.
-    async fn start_attempt(&self, run: &NewRun<'_>) -> Result<Attempt, SyncErrorKind> {
+    async fn start_attempt(
+        &self,
+        run: &NewRun<'_>,
+        lock: &LockToken,
+    ) -> Result<Attempt, SyncErrorKind> {
         let run_id = self.db.start_run(run).await?;
         Ok(Attempt {
             run_id,
+            lock: lock.clone(),
             result: RunResult::default(),
             clock: timing::RunClock::start(),
         })
@@ -438,7 +454,12 @@ impl Engine {
         let plan = Arc::new(self.db.plan(schema));
         let load = self
             .db
-            .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
+            .begin_snapshot(
+                plan.clone(),
+                attempt.run_id,
+                attempt.lock.clone(),
+                repeated_keys,
+            )
             .await?;
         let (stats, bytes) = self
             .fill(&plan, job, load, attempt, false, repeated_keys, replaced)
@@ -487,8 +508,8 @@ impl Engine {
         &self,
         id: &TableId,
         since: DateTime<Utc>,
-        stored: TableSchema,
-        shape: TableSchema,
+        (stored, shape): (TableSchema, TableSchema),
+        lock: &LockToken,
     ) -> Result<Option<RunReport>, SyncErrorKind> {
         let started = Instant::now();
         let run = NewRun {
@@ -497,7 +518,7 @@ impl Engine {
             reason: None,
             since: Some(since),
         };
-        let mut attempt = self.start_attempt(&run).await?;
+        let mut attempt = self.start_attempt(&run, lock).await?;
         let result = self
             .incremental_run(id, since, (stored, shape), &mut attempt)
             .await;
@@ -537,7 +558,7 @@ impl Engine {
         let mut schema = shape;
         let current = self.current_schema(id).await?;
         if current.version != schema.version {
-            if !self.evolve(id, &schema, &current, attempt.run_id).await? {
+            if !self.evolve(id, &schema, &current, attempt).await? {
                 return Ok(None);
             }
             schema = current;
@@ -554,7 +575,7 @@ impl Engine {
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
             let newer = self.schema_of_job(id, job.schema_version).await?;
-            if !self.evolve(id, &schema, &newer, attempt.run_id).await? {
+            if !self.evolve(id, &schema, &newer, attempt).await? {
                 return Ok(None);
             }
             schema = newer;
@@ -568,7 +589,7 @@ impl Engine {
         let plan = Arc::new(self.db.plan(schema).accepting(&live, previous));
         let load = self
             .db
-            .begin_incremental(plan.clone(), attempt.run_id)
+            .begin_incremental(plan.clone(), attempt.run_id, attempt.lock.clone())
             .await?;
         let repeated_keys = self.repeats_keys(id);
         let (stats, bytes) = self
@@ -584,15 +605,16 @@ impl Engine {
         )))
     }
 
-    /// Brings the live table from `old` to `new` in place, in run `run_id`. Returns false when
-    /// the change needs a rebuild instead.
+    /// Brings the live table from `old` to `new` in place, in `attempt`'s run. Returns false
+    /// when the change needs a rebuild instead.
     async fn evolve(
         &self,
         id: &TableId,
         old: &TableSchema,
         new: &TableSchema,
-        run_id: i64,
+        attempt: &Attempt,
     ) -> Result<bool, SyncErrorKind> {
+        let run_id = attempt.run_id;
         let diff = schema::diff(old, new);
         if diff.needs_rebuild() {
             tracing::warn!(table = %id, from = old.version, to = new.version, changes = ?diff.changes, "schema change needs a new snapshot");
@@ -601,6 +623,8 @@ impl Engine {
         if diff.is_empty() {
             return Ok(true);
         }
+        // The ALTERs commit: only under the lock.
+        self.db.verify_lock(&attempt.lock).await?;
         // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
         self.db.evolve_table(old, new, &diff, run_id).await?;
         // The ALTERs committed; the load that moves table_sync on may not.

@@ -8,6 +8,7 @@ pub mod daemon;
 mod db;
 pub mod logs;
 pub mod prometheus;
+pub mod proxy;
 pub mod replica;
 
 use std::time::Duration;
