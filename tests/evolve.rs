@@ -81,6 +81,58 @@ async fn a_change_to_a_column_added_by_a_failed_run_is_applied() {
     }
 }
 
+/// A run dies right after its ALTERs, before the live table's schema is recorded (PostgreSQL and
+/// SQLite: inside the ALTERs' transaction, which the crash rolls back; MySQL: after the ALTER
+/// committed). The next version adds an enum value to the column those ALTERs added; the next
+/// run must leave the table with the value, whatever the crash left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_an_alter_and_its_record_leaves_them_together() {
+    for dialect in DIALECTS {
+        let fake = fake_of(vec![FakeTable {
+            schema: fixture_schema(NS, "courses"),
+            ..FakeTable::new(NS, TABLE, 20)
+        }])
+        .await;
+        let db = TestDb::new(dialect).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = binary::write_config(dir.path(), &fake, &db);
+        assert!(binary::run(&config, "sync", NS, TABLE, None).await);
+
+        change_schema(&fake, |s| {
+            s["properties"]["value"]["properties"]["tier"] =
+                json!({"type": "string", "enum": ["gold"]});
+        });
+        fake.advance(NS, TABLE, updates(10));
+        assert!(
+            !binary::run(&config, "sync", NS, TABLE, Some("evolve.before_record")).await,
+            "{dialect:?}: killed between the ALTERs and their record"
+        );
+
+        change_schema(&fake, |s| {
+            s["properties"]["value"]["properties"]["tier"]["enum"] = json!(["gold", "silver"]);
+        });
+        fake.advance(NS, TABLE, updates(20));
+        assert!(
+            fake.current_rows(NS, TABLE)
+                .iter()
+                .any(|r| r["value"]["tier"] == "silver"),
+            "{dialect:?}"
+        );
+        let engine = support::engine(&fake, &db).await;
+        let runs = engine
+            .sync_table(&id(), Mode::Sync)
+            .await
+            .unwrap_or_else(|e| panic!("{dialect:?}: {}", e.chain()));
+        assert_eq!(runs[0].stats.rejected, 0, "{dialect:?}");
+        support::assert_replica_matches(&engine, &fake, NS, TABLE).await;
+        assert!(
+            engine.db().live_schema(&id()).await.unwrap().is_none(),
+            "{dialect:?}"
+        );
+        engine.db().close().await;
+    }
+}
+
 /// A job whose records follow a schema version DAP's schema endpoint does not describe (yet) is
 /// not loaded: the run fails as one to try again, the table and its watermark stay, and the
 /// next run, with the schema in step, loads it.

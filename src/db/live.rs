@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::control::upsert_table_state;
-use super::query::{Arg, Kind};
+use super::query::{Arg, Kind, Tx};
 use super::{Db, DbError, TablePlan};
 use crate::schema::TableSchema;
 use crate::table::TableId;
@@ -48,22 +48,28 @@ impl Db {
             .map_err(|e| unreadable(e.to_string()))
     }
 
-    /// Records that the live table now has `schema` (its ALTERs committed).
+    /// Records that the live table now has `plan`'s schema, in a transaction of its own.
     pub async fn set_live_schema(&self, plan: &TablePlan) -> Result<(), DbError> {
-        let value = json!({
-            "version": plan.schema.version,
-            "schema": plan.schema.description_json(),
-        });
         let _writer = self.sqlite_guard().await;
         let mut tx = self.begin().await?;
-        upsert_table_state(
-            &mut tx,
-            plan,
-            &[("live_schema", Arg::Text(Some(value.to_string())))],
-        )
-        .await?;
+        record_live_schema(&mut tx, plan).await?;
         tx.commit()
             .await
             .map_err(DbError::sql("recording the live table's schema"))
     }
+}
+
+/// Records, in `tx`, that the live table has `plan`'s schema: in the transaction of the ALTERs
+/// that gave it that shape where DDL is transactional, so the two never drift apart.
+pub(super) async fn record_live_schema(tx: &mut Tx, plan: &TablePlan) -> Result<(), DbError> {
+    let value = json!({
+        "version": plan.schema.version,
+        "schema": plan.schema.description_json(),
+    });
+    upsert_table_state(
+        tx,
+        plan,
+        &[("live_schema", Arg::Text(Some(value.to_string())))],
+    )
+    .await
 }

@@ -621,7 +621,6 @@ impl Writer {
         write_sync_state(&mut tx, plan, commit.watermark, self.stats.row_count).await?;
         let result = self.run_result(commit);
         finish_run(&mut tx, self.run_id, RunOutcome::Success, &result, None).await?;
-        crate::failpoint::hit("load.before_lock_check");
         self.lock.verify(&mut tx).await?;
         tx.commit().await.map_err(self.tx_err("committing"))
     }

@@ -167,6 +167,9 @@ impl Db {
     /// Verifies, outside any transaction, that `token`'s lock is still held (see
     /// [`LockToken::verify`]).
     pub async fn verify_lock(&self, token: &LockToken) -> Result<(), DbError> {
+        if matches!(token.check.session, Session::Local) {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
         token.verify(&mut tx).await?;
         tx.commit()

@@ -121,7 +121,10 @@ impl DbError {
             | DbError::WriterFailed(_) => return false,
         };
         match source {
+            // A connection cut in the middle of an exchange (a server restart, a failover)
+            // shows as an I/O error, or as a protocol error when it broke a message off.
             sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => true,
@@ -279,7 +282,8 @@ impl Db {
     }
 
     /// Schema evolution: brings the live table from `old` to `new` in place with the ALTERs
-    /// `diff` needs, in run `run_id`, keeping the user's objects on it.
+    /// `diff` needs, in run `run_id`, keeping the user's objects on it, and records that the
+    /// live table now has `new` (`table_state.live_schema`).
     pub async fn evolve_table(
         &self,
         old: &TableSchema,
@@ -292,9 +296,10 @@ impl Db {
         let existing = self.live_columns(&plan.live).await?;
         let statements =
             dialect.alter_table(old, new, diff, &plan.live, &existing, &self.ddl_options());
-        // preserve (issue 11): the user's views survive the ALTERs.
+        // preserve (issue 11): the user's views survive the ALTERs. The live table's schema
+        // is recorded with them (see `Db::alter_preserving`).
         self.alter_preserving(
-            &plan.live,
+            &plan,
             &statements,
             run_id,
             &format!("altering {}", new.id()),

@@ -36,7 +36,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::query::{Arg, Kind, Tx, Val};
-use super::{Db, DbError};
+use super::{Db, DbError, TablePlan};
 use crate::schema::TableSchema;
 use crate::sql::{Dialect, Statement, TableNames};
 
@@ -165,44 +165,66 @@ impl Db {
     /// Hook: `Engine::evolve`.
     pub async fn alter_preserving(
         &self,
-        live: &TableNames,
+        shape: &TablePlan,
         statements: &[Statement],
         run_id: i64,
         context: &str,
     ) -> Result<(), DbError> {
+        let live = &shape.live;
         match self.dialect() {
-            Dialect::Mysql => self.apply_statements(statements, context).await,
+            Dialect::Mysql => {
+                // DDL commits on MySQL: the record follows the ALTERs, and an ALTER whose record
+                // a crash lost is found again by the next diff (`sql::mysql::alter_table` brings
+                // a column the old schema does not know to its target).
+                self.apply_statements(statements, context).await?;
+                crate::failpoint::hit("evolve.before_record");
+                self.set_live_schema(shape).await
+            }
             Dialect::Sqlite => {
                 let _writer = self.sqlite_guard().await;
                 let group: Vec<&Statement> = statements.iter().collect();
-                self.alter_group(live, &group, run_id, context).await
+                self.alter_group(live, &group, run_id, context, Some(shape))
+                    .await
             }
             Dialect::Postgres => {
-                // As `apply_statements`: a statement that must commit on its own does.
+                // As `apply_statements`: a statement that must commit on its own does (enum
+                // values, added `IF NOT EXISTS`, so that a repeat after a crash is harmless).
                 let mut group: Vec<&Statement> = Vec::new();
                 for statement in statements {
                     if statement.own_transaction {
-                        self.alter_group(live, &group, run_id, context).await?;
+                        self.alter_group(live, &group, run_id, context, None)
+                            .await?;
                         group.clear();
                         self.execute_one(&statement.sql, context).await?;
                     } else {
                         group.push(statement);
                     }
                 }
-                self.alter_group(live, &group, run_id, context).await
+                self.alter_group(live, &group, run_id, context, Some(shape))
+                    .await
             }
         }
     }
 
-    /// One transaction of [`Db::alter_preserving`] (PostgreSQL, SQLite).
+    /// One transaction of [`Db::alter_preserving`] (PostgreSQL, SQLite); with `record`, the last
+    /// one, which records the live table's new schema before it commits.
     async fn alter_group(
         &self,
         live: &TableNames,
         group: &[&Statement],
         run_id: i64,
         context: &str,
+        record: Option<&TablePlan>,
     ) -> Result<(), DbError> {
         if group.is_empty() {
+            // The caller holds SQLite's writer already: not `Db::set_live_schema`.
+            if let Some(plan) = record {
+                let mut tx = self.begin().await?;
+                super::live::record_live_schema(&mut tx, plan).await?;
+                tx.commit()
+                    .await
+                    .map_err(DbError::sql("recording the live table's schema"))?;
+            }
             return Ok(());
         }
         let failed = |(source, sql): (sqlx::Error, String)| DbError::Sql {
@@ -245,6 +267,10 @@ impl Db {
             objects.restore_views(&mut tx).await?;
         }
         record_warnings(&mut tx, run_id, live, &objects.warnings).await?;
+        if let Some(plan) = record {
+            crate::failpoint::hit("evolve.before_record");
+            super::live::record_live_schema(&mut tx, plan).await?;
+        }
         tx.commit().await.map_err(DbError::sql(context.to_owned()))
     }
 

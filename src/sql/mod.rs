@@ -293,8 +293,18 @@ impl<'a> AlterPlan<'a> {
     /// where the live column has it and the new schema requires it (a column not yet in the
     /// table is added nullable).
     fn target(&self, column: &Column) -> Column {
-        let before = self.old.column(&column.name).map(|c| self.current(c));
-        let ty = match (before.map(|c| c.ty), &column.ty) {
+        // A column the old schema lacks but the table has (see `mysql::alter_table`) keeps the
+        // enum labels it has.
+        let before = match self.old.column(&column.name) {
+            Some(c) => Some(self.current(c).ty),
+            None => self
+                .live(&column.name)
+                .filter(|l| !l.enum_values.is_empty())
+                .map(|l| ColumnType::Enum {
+                    values: l.enum_values.clone(),
+                }),
+        };
+        let ty = match (before, &column.ty) {
             (Some(ColumnType::Enum { values: old }), ColumnType::Enum { values: new }) => {
                 ColumnType::Enum {
                     values: merged_values(&old, new),

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::{AlterPlan, Statement, TableNames, create_table_sql, fits_int, varchar_len};
-use crate::schema::{Column, ColumnType, TableSchema};
+use crate::schema::{Change, Column, ColumnType, TableSchema};
 
 /// The longest `varchar(n)` in utf8mb4 (65,535 bytes / 4).
 const MAX_VARCHAR: u32 = 16_383;
@@ -282,9 +282,22 @@ pub(super) fn alter_table(plan: &AlterPlan) -> Vec<Statement> {
     // with the added and modified ones replaced by their targets.
     let modified = plan.modified();
     let added: Vec<&Column> = plan.added().collect();
+    // Columns the diff adds that the table has already: an earlier run's ALTER added them and
+    // died before recording the live table's schema (MySQL's DDL commits on its own). They are
+    // brought to their target, since the version they were added with may differ.
+    let readded: Vec<&Column> = plan
+        .diff
+        .changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::ColumnAdded { column } if plan.live(&column.name).is_some() => Some(column),
+            _ => None,
+        })
+        .collect();
     let targets: Vec<Column> = modified
         .iter()
         .chain(&added)
+        .chain(&readded)
         .map(|c| plan.target(c))
         .collect();
     let mut after: Vec<&Column> = plan
@@ -320,6 +333,8 @@ pub(super) fn alter_table(plan: &AlterPlan) -> Vec<Statement> {
             if def != current {
                 out.push(format!("ALTER TABLE {table} MODIFY COLUMN {def}"));
             }
+        } else {
+            out.push(format!("ALTER TABLE {table} MODIFY COLUMN {def}"));
         }
     }
     for (column, live) in plan.removed() {

@@ -626,9 +626,9 @@ impl Engine {
         // The ALTERs commit: only under the lock.
         self.db.verify_lock(&attempt.lock).await?;
         // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
+        // The ALTERs commit with the live table's new schema; the load that moves table_sync
+        // on may not.
         self.db.evolve_table(old, new, &diff, run_id).await?;
-        // The ALTERs committed; the load that moves table_sync on may not.
-        self.db.set_live_schema(&self.db.plan(new.clone())).await?;
         tracing::info!(table = %id, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
         Ok(true)
     }

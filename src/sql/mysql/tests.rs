@@ -243,6 +243,8 @@ fn alter_every_kind() {
             "ALTER TABLE `ns__t` MODIFY COLUMN `w` varchar(20) NULL COMMENT 'Words'",
             "ALTER TABLE `ns__t` MODIFY COLUMN `e` ENUM('a', 'b', 'c') CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
             "ALTER TABLE `ns__t` MODIFY COLUMN `r` int NULL",
+            // Added by the crashed run, whose record of it was lost: brought to its target.
+            "ALTER TABLE `ns__t` MODIFY COLUMN `added` ENUM('x') CHARACTER SET ascii COLLATE ascii_bin NULL",
             "ALTER TABLE `ns__t` DROP COLUMN `gone`",
         ]
     );
