@@ -27,9 +27,10 @@ use super::lock::LockToken;
 use super::plan::{Row, TablePlan};
 use super::preserve;
 use super::query::{Arg, Kind, Tx};
-use super::runs::{RunOutcome, RunResult, finish_run};
+use super::runs::{RunResult, finish_run};
 use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
+use crate::run::RunOutcome;
 use crate::schema::TableSchema;
 use crate::sql::{self, Dialect, LoadColumns, Statement, TableNames};
 use crate::table::TableId;
@@ -116,37 +117,36 @@ pub fn connections_per_table(dialect: Dialect) -> u32 {
 const REJECT_FLUSH: usize = 1_000;
 
 impl Db {
-    /// Starts loading a snapshot of `plan` into a fresh staging table, under the table's `lock`.
-    /// With `repeated_keys`, a key may appear several times and the last one wins.
+    /// Starts loading a snapshot of `plan` into a fresh staging table. With `repeated_keys`, a key
+    /// may appear several times and the last one wins.
     pub async fn begin_snapshot(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
-        lock: LockToken,
         repeated_keys: bool,
     ) -> Result<Load, DbError> {
-        self.begin_load(plan, run_id, lock, LoadKind::Snapshot { repeated_keys })
+        self.begin_load(plan, run_id, LoadKind::Snapshot { repeated_keys })
             .await
     }
 
-    /// Starts loading a change set into the live table, under the table's `lock`.
+    /// Starts loading a change set into the live table.
     pub async fn begin_incremental(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
-        lock: LockToken,
     ) -> Result<Load, DbError> {
-        self.begin_load(plan, run_id, lock, LoadKind::Incremental)
-            .await
+        self.begin_load(plan, run_id, LoadKind::Incremental).await
     }
 
+    /// A load under the table's lock, when this process holds it (see [`Db::lock_token`]):
+    /// the writer keeps it held until it stops and verifies it before committing.
     async fn begin_load(
         &self,
         plan: Arc<TablePlan>,
         run_id: i64,
-        lock: LockToken,
         kind: LoadKind,
     ) -> Result<Load, DbError> {
+        let lock = self.lock_token(&plan.schema.id());
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let writer = Writer {
             db: self.clone(),
@@ -358,7 +358,7 @@ struct Writer {
     plan: Arc<TablePlan>,
     run_id: i64,
     /// Keeps the table locked while the writer runs; verified before the commit.
-    lock: LockToken,
+    lock: Option<LockToken>,
     kind: LoadKind,
     receiver: mpsc::Receiver<Msg>,
     stats: LoadStats,
@@ -621,7 +621,9 @@ impl Writer {
         write_sync_state(&mut tx, plan, commit.watermark, self.stats.row_count).await?;
         let result = self.run_result(commit);
         finish_run(&mut tx, self.run_id, RunOutcome::Success, &result, None).await?;
-        self.lock.verify(&mut tx).await?;
+        if let Some(lock) = &self.lock {
+            lock.verify(&mut tx).await?;
+        }
         tx.commit().await.map_err(self.tx_err("committing"))
     }
 
@@ -828,7 +830,9 @@ impl Writer {
                     bytes: commit.bytes,
                 };
                 // The pending swap is the point of no return: only under the lock.
-                db.verify_lock(&self.lock).await?;
+                if let Some(lock) = &self.lock {
+                    db.verify_lock(lock).await?;
+                }
                 db.set_pending_swap(&plan, Some(&pending)).await?;
                 crate::failpoint::hit("mysql.snapshot.before_swap");
                 db.mysql_swap(&plan, &pending).await?;

@@ -36,8 +36,14 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct TableLock {
     token: LockToken,
-    keeper: JoinHandle<()>,
+    keeper: Option<JoinHandle<()>>,
+    /// Where this process finds the token of a table it holds (see [`Db::lock_token`]).
+    registry: HeldLocks,
 }
+
+/// The tokens of the table locks this process holds, by table: a table's loads find their
+/// lock's token there.
+pub(crate) type HeldLocks = Arc<Mutex<std::collections::HashMap<TableId, LockToken>>>;
 
 /// Proof of a table lock for a load: it keeps the lock held while the load's writer runs, and
 /// verifies, inside the writer's transaction, that the lock's session still holds it.
@@ -158,10 +164,23 @@ impl Db {
         });
         let (hold, holders) = mpsc::channel(1);
         let keeper = tokio::spawn(keep(held, check.clone(), holders));
+        let token = LockToken { check, _hold: hold };
+        if let Ok(mut held) = self.held_locks.lock() {
+            held.insert(table.clone(), token.clone());
+        }
         Ok(Some(TableLock {
-            token: LockToken { check, _hold: hold },
-            keeper,
+            token,
+            keeper: Some(keeper),
+            registry: self.held_locks.clone(),
         }))
+    }
+
+    /// The token of a table lock this process holds, for a load or an ALTER of the table.
+    pub(crate) fn lock_token(&self, table: &TableId) -> Option<LockToken> {
+        self.held_locks
+            .lock()
+            .ok()
+            .and_then(|held| held.get(table).cloned())
     }
 
     /// Verifies, outside any transaction, that `token`'s lock is still held (see
@@ -179,15 +198,22 @@ impl Db {
 }
 
 impl TableLock {
-    /// A token for a load of the locked table, which keeps the lock until the load has stopped.
-    pub fn token(&self) -> LockToken {
-        self.token.clone()
-    }
-
     /// Releases the lock once every load holding a token of it has stopped, and waits for that.
-    pub async fn release(self) {
-        drop(self.token);
-        let _ = self.keeper.await;
+    pub async fn release(mut self) {
+        let keeper = self.keeper.take();
+        drop(self);
+        if let Some(keeper) = keeper {
+            let _ = keeper.await;
+        }
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        // The keeper lets the lock go once the loads' tokens are gone too.
+        if let Ok(mut held) = self.registry.lock() {
+            held.remove(&self.token.check.table);
+        }
     }
 }
 
