@@ -18,5 +18,6 @@ mod history;
 mod monitoring;
 mod official;
 mod preserve;
+mod replicas;
 mod robust;
 mod schema;

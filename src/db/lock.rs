@@ -120,11 +120,8 @@ impl Db {
                     (Held::Mysql(conn, lock_name), session)
                 })
             }
-            Pool::Sqlite(_) => match &self.sqlite_path {
-                Some(path) => {
-                    let mut dir = path.clone().into_os_string();
-                    dir.push(".locks");
-                    let dir = PathBuf::from(dir);
+            Pool::Sqlite(_) => match self.locks_dir() {
+                Some(dir) => {
                     let io = |source| DbError::Io {
                         context: context.clone(),
                         source,
@@ -194,6 +191,15 @@ impl Db {
         tx.commit()
             .await
             .map_err(DbError::sql("verifying the table lock"))
+    }
+}
+
+impl Db {
+    /// SQLite on a file: the folder beside it that holds the lock files (`<file>.locks`).
+    pub(super) fn locks_dir(&self) -> Option<PathBuf> {
+        let mut dir = self.sqlite_path.as_ref()?.clone().into_os_string();
+        dir.push(".locks");
+        Some(PathBuf::from(dir))
     }
 }
 
