@@ -17,5 +17,6 @@ mod guard;
 mod history;
 mod monitoring;
 mod official;
+mod page;
 mod preserve;
 mod schema;
