@@ -19,4 +19,5 @@ mod monitoring;
 mod official;
 mod page;
 mod preserve;
+mod replicas;
 mod schema;

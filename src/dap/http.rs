@@ -95,7 +95,8 @@ impl Inner {
             let waited = {
                 let _waiting = super::metrics::BudgetWait::begin();
                 self.query_limiter.acquire().await
-            };
+            }
+            .map_err(|source| DapError::Budget { source })?;
             if !waited.is_zero() {
                 self.metrics.rate_limit_wait(waited);
             }
