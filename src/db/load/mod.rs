@@ -29,8 +29,9 @@ use super::control::{Reject, synced_last, write_sync_state};
 use super::plan::{Row, TablePlan};
 use super::query::{Arg, Kind, Tx};
 use super::replica;
-use super::runs::{RunOutcome, RunResult, finish_run};
+use super::runs::{RunResult, finish_run};
 use super::{Db, DbError};
+use crate::run::RunOutcome;
 use crate::schema::TableSchema;
 use crate::sql::{self, Dialect};
 
