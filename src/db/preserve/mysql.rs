@@ -49,7 +49,7 @@ pub(super) async fn mysql_indexes(db: &Db, names: &TableNames) -> Result<Vec<Mys
 
 #[derive(Debug)]
 pub(super) struct MysqlIndex {
-    name: String,
+    pub(super) name: String,
     unique: bool,
     /// `BTREE`, `FULLTEXT`, `SPATIAL`, `HASH`.
     kind: String,
@@ -66,7 +66,7 @@ struct MysqlKeyPart {
 
 impl MysqlIndex {
     /// The columns of its key parts.
-    fn column_names(&self) -> Vec<String> {
+    pub(super) fn column_names(&self) -> Vec<String> {
         self.columns
             .iter()
             .filter_map(|p| p.column.clone())
@@ -74,7 +74,7 @@ impl MysqlIndex {
     }
 
     /// `CREATE ... INDEX` on `target`; `None` with a functional key part (not kept).
-    fn create(&self, target: &TableNames) -> Option<String> {
+    pub(super) fn create(&self, target: &TableNames) -> Option<String> {
         let d = Dialect::Mysql;
         let mut parts = Vec::new();
         for part in &self.columns {
