@@ -18,4 +18,5 @@ mod history;
 mod monitoring;
 mod official;
 mod preserve;
+mod replicas;
 mod schema;

@@ -20,9 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConfigError;
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::DapError;
-use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
-use crate::db::Db;
+use crate::dap::{
+    BudgetFuture, ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy, SharedBudget,
+};
 use crate::db::DbError;
+use crate::db::{Db, QueryStart};
 use crate::export::ExportError;
 use crate::notify::Notifier;
 use crate::scheduler::SchedulerError;
@@ -178,11 +180,55 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     }
 }
 
-/// A replication engine for the configured API and database.
+/// A replication engine for the configured API and database; its query limit is shared with
+/// every process on the database (see [`share_query_budget`]).
 pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, Error> {
     let dap = dap_client(config)?;
     let db = database(config).await?;
+    share_query_budget(config, &dap, &db)?;
     Ok(Engine::new(dap, db, sync_options(config, progress)))
+}
+
+/// Makes `dap` take its query starts from the budget that every process on `db` shares (the
+/// daemon's replicas, a manual `dapsync sync` beside them), one per client id: together they
+/// start at most `dap.queries_per_minute` queries a minute. An in-memory SQLite database is
+/// seen by this process alone, whose own limit is enough.
+pub fn share_query_budget(config: &Config, dap: &DapClient, db: &Db) -> Result<(), Error> {
+    if db.shares_query_budget() {
+        let (client_id, _) = config.dap_credentials()?;
+        let name = format!(
+            "start_query {:016x}",
+            crate::hash::fnv1a(client_id.as_bytes())
+        );
+        dap.share_query_budget(Arc::new(DatabaseBudget {
+            db: db.clone(),
+            name,
+        }));
+    }
+    Ok(())
+}
+
+/// The database's query budget (see [`Db::take_query_start`]) as the DAP client takes it.
+#[derive(Debug)]
+struct DatabaseBudget {
+    db: Db,
+    /// The budget's row: the API limits each client id on its own.
+    name: String,
+}
+
+impl SharedBudget for DatabaseBudget {
+    fn try_take(&self, limit: RateLimit) -> BudgetFuture<'_> {
+        Box::pin(async move {
+            match self
+                .db
+                .take_query_start(&self.name, limit.max, limit.per)
+                .await?
+            {
+                QueryStart::Taken(_) => Ok(None),
+                QueryStart::Full(wait) => Ok(Some(wait)),
+            }
+        })
+    }
 }
 
 /// Resolves a table selection to tables, asking the API for the namespace's

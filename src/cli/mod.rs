@@ -414,11 +414,9 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     } else {
         ProgressMode::Log
     };
-    let engine = crate::sync::Engine::new(
-        dap,
-        app::database(config).await?,
-        app::sync_options(config, progress),
-    );
+    let db = app::database(config).await?;
+    app::share_query_budget(config, &dap, &db)?;
+    let engine = crate::sync::Engine::new(dap, db, app::sync_options(config, progress));
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
     for (table, result) in results {
