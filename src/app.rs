@@ -162,6 +162,16 @@ pub async fn database(config: &Config) -> Result<Db, Error> {
     Ok(db)
 }
 
+/// Opens the configured database to read it, as it is: never created, never migrated (see
+/// [`Db::open_existing`]).
+pub async fn existing_database(config: &Config) -> Result<Db, Error> {
+    let ddl = crate::sql::DdlOptions {
+        enum_mode: config.database.enum_mode,
+        drop_removed_columns: config.database.drop_removed_columns,
+    };
+    Ok(Db::open_existing(&config.database.url, ddl).await?)
+}
+
 /// The engine options the configuration describes.
 pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     SyncOptions {
@@ -283,6 +293,12 @@ impl Daemon {
         engine: Engine,
         status: Status,
     ) -> Result<Daemon, Error> {
+        if config.namespaces.is_empty() {
+            return Err(Error::Config(ConfigError::Invalid {
+                key: "namespaces".into(),
+                reason: "selects no table: add a [namespaces.<namespace>] section with tables = [...]".into(),
+            }));
+        }
         let notifier = Arc::new(Notifier::from_env());
         let webhooks = Webhooks::new(&config.webhooks)?;
         // Bound before anything runs, so that a busy port fails the start-up.
@@ -299,7 +315,17 @@ impl Daemon {
         };
         let db = engine.db().clone();
         let options = scheduler_options(config);
-        let scheduler = Scheduler::start(engine, options, status.clone(), webhooks).await?;
+        let scheduler = Scheduler::start(engine, options, status.clone(), webhooks)
+            .await
+            .map_err(|error| match error {
+                SchedulerError::SelectsNothing { namespace } => {
+                    Error::Config(ConfigError::Invalid {
+                        key: format!("namespaces.{namespace}.tables"),
+                        reason: "selects no table: none of the namespace's tables matches".into(),
+                    })
+                }
+                error => Error::Scheduler(error),
+            })?;
         let stop_http = CancellationToken::new();
         let http = match listener {
             Some(listener) => {

@@ -19,3 +19,4 @@ mod monitoring;
 mod official;
 mod preserve;
 mod schema;
+mod startup;

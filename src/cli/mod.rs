@@ -211,6 +211,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
+    if let Some(level) = &cli.log_level
+        && let Err(reason) = crate::config::check_log_level(level)
+    {
+        eprintln!("dapsync: invalid configuration: --log-level: {reason}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
     let format = cli.log_format.unwrap_or(config.log.format);
     let level = match (&cli.log_level, &cli.command) {
         (Some(level), _) => level.clone(),

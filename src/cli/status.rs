@@ -26,7 +26,7 @@ pub(super) async fn status_command(
     json: bool,
     csv: bool,
 ) -> Result<i32, Error> {
-    let db = app::database(config).await?;
+    let db = app::existing_database(config).await?;
     let statuses: Vec<TableStatus> = db
         .table_statuses()
         .await?

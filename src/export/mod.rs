@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 use tracing::info;
 
-use crate::dap::{DapClient, DapError, FileQuery, Format, object_file_name};
+use crate::dap::{CompleteJob, DapClient, DapError, FileQuery, Format, object_file_name};
 
 pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain};
 
@@ -90,8 +90,7 @@ pub struct Exported {
     pub downloaded: usize,
 }
 
-/// Runs a query of one table and saves its objects in `DIR/job_<job id>/`, resuming a folder an
-/// earlier run left incomplete.
+/// Runs a query of one table and saves its objects in `DIR/job_<job id>/` (see [`save_job`]).
 pub async fn export_table(
     dap: &DapClient,
     namespace: &str,
@@ -116,10 +115,24 @@ pub async fn export_table(
     };
     let job = dap.query_files(namespace, table, &query).await?;
     let folder = options.directory.join(format!("job_{}", job.id));
+    save_job(dap, namespace, table, &job, &folder, options).await
+}
+
+/// Saves a job's objects in `folder` with its manifest, resuming what an earlier run left there
+/// (the objects the partial manifest lists, still their size on disk, are kept).
+pub async fn save_job(
+    dap: &DapClient,
+    namespace: &str,
+    table: &str,
+    job: &CompleteJob,
+    folder: &Path,
+    options: &ExportOptions,
+) -> Result<Exported, ExportError> {
+    let folder = folder.to_path_buf();
     tokio::fs::create_dir_all(&folder)
         .await
         .map_err(|source| io_error(&folder, "creating", source))?;
-    let fresh = Manifest::new(namespace, table, &job, options.format, options.decompress);
+    let fresh = Manifest::new(namespace, table, job, options.format, options.decompress);
     let earlier = manifest::read_progress(&folder).filter(|m| m.same_download(&fresh));
     let kept: Vec<FileEntry> = earlier
         .map(|m| m.files)
