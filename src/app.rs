@@ -200,6 +200,22 @@ pub async fn resolve_tables(
     Ok(crate::sync::resolve_tables(dap, namespaces).await?)
 }
 
+/// The tables `--namespace NS --table a,b|all` names, as the API lists them; a usage error when
+/// none matches.
+pub async fn named_tables(
+    dap: &DapClient,
+    namespace: &str,
+    tables: &str,
+) -> Result<Vec<TableId>, Error> {
+    let found = resolve_tables(dap, &cli_selection(namespace, tables)).await?;
+    if found.is_empty() {
+        return Err(Error::Usage(format!(
+            "--namespace {namespace} --table {tables}: no table matches"
+        )));
+    }
+    Ok(found)
+}
+
 /// The selection `--namespace NS --table a,b|all` as a namespace configuration.
 pub fn cli_selection(namespace: &str, tables: &str) -> BTreeMap<String, NamespaceConfig> {
     let tables: Vec<String> = tables

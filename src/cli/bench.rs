@@ -60,6 +60,32 @@ pub struct Baseline {
     pub rows_per_sec: f64,
 }
 
+impl Baseline {
+    /// The baseline's figures once its load has finished; drops its table and its load file.
+    async fn measured(
+        db: &Db,
+        table: &str,
+        load_file: &Path,
+        method: String,
+        rows: u64,
+        started: Instant,
+    ) -> Result<Baseline, Error> {
+        let seconds = started.elapsed().as_secs_f64();
+        db.execute_statements(
+            &statements(&[&format!("DROP TABLE IF EXISTS {table}")]),
+            "bench",
+        )
+        .await?;
+        let _ = std::fs::remove_file(load_file);
+        Ok(Baseline {
+            method,
+            rows,
+            seconds,
+            rows_per_sec: rows as f64 / seconds,
+        })
+    }
+}
+
 /// The benchmark's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -476,19 +502,9 @@ async fn baseline_snapshot(
             "LOAD DATA LOCAL INFILE (mariadb client)".to_owned()
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
-    db.execute_statements(
-        &statements(&[&format!("DROP TABLE IF EXISTS {qualified}")]),
-        "bench",
-    )
-    .await?;
-    let _ = std::fs::remove_file(&path);
-    Ok(Some(Baseline {
-        method,
-        rows,
-        seconds,
-        rows_per_sec: rows as f64 / seconds,
-    }))
+    Ok(Some(
+        Baseline::measured(db, &qualified, &path, method, rows, started).await?,
+    ))
 }
 
 /// The change set applied by hand to a copy of the table, in one transaction. PostgreSQL: COPY
@@ -577,19 +593,7 @@ async fn baseline_incremental(
         mysql_client(url, &script)?;
         "LOAD DATA into a temporary table, INSERT ... SELECT ... ON DUPLICATE KEY UPDATE, DELETE ... JOIN"
     };
-    let seconds = started.elapsed().as_secs_f64();
-    db.execute_statements(
-        &statements(&[&format!("DROP TABLE IF EXISTS {target}")]),
-        "bench",
-    )
-    .await?;
-    let _ = std::fs::remove_file(&path);
-    Ok(Baseline {
-        method: method.into(),
-        rows,
-        seconds,
-        rows_per_sec: rows as f64 / seconds,
-    })
+    Baseline::measured(db, &target, &path, method.into(), rows, started).await
 }
 
 /// Lines of a load file held back to keep the last of each key, in one buffer.

@@ -89,14 +89,7 @@ async fn run(config: &Config, args: ExportArgs, window: Window) -> Result<i32, E
         ));
     }
     let dap = app::dap_client(config)?;
-    let selection = app::cli_selection(&args.namespace, &args.table);
-    let tables = app::resolve_tables(&dap, &selection).await?;
-    if tables.is_empty() {
-        return Err(Error::Usage(format!(
-            "--namespace {} --table {}: no table matches",
-            args.namespace, args.table
-        )));
-    }
+    let tables = app::named_tables(&dap, &args.namespace, &args.table).await?;
     let options = ExportOptions {
         directory: args.output_directory,
         format: args.format,

@@ -304,14 +304,7 @@ pub struct SchemaArgs {
 /// `dapsync schema`: writes `<table>_schema_version_<N>.json` per table.
 pub async fn schema_command(config: &Config, args: SchemaArgs) -> Result<i32, Error> {
     let dap = app::dap_client(config)?;
-    let selection = app::cli_selection(&args.namespace, &args.table);
-    let tables = app::resolve_tables(&dap, &selection).await?;
-    if tables.is_empty() {
-        return Err(Error::Usage(format!(
-            "--namespace {} --table {}: no table matches",
-            args.namespace, args.table
-        )));
-    }
+    let tables = app::named_tables(&dap, &args.namespace, &args.table).await?;
     std::fs::create_dir_all(&args.output_directory).map_err(|source| Error::Io {
         context: format!("creating {}", args.output_directory.display()),
         source,

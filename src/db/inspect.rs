@@ -205,28 +205,16 @@ fn mysql_cell(
     i: usize,
     ty: &ColumnType,
 ) -> Result<Value, sqlx::Error> {
-    Ok(match ty {
-        ColumnType::SmallInt
-        | ColumnType::Int
-        | ColumnType::BigInt
-        | ColumnType::IntEnum { .. } => row
-            .try_get::<Option<i64>, _>(i)?
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-        ColumnType::Boolean => row
-            .try_get::<Option<bool>, _>(i)?
-            .map(Value::Bool)
-            .unwrap_or(Value::Null),
-        ColumnType::Double => float_json(row.try_get::<Option<f64>, _>(i)?),
-        ColumnType::Timestamp => timestamp_json(row.try_get::<Option<NaiveDateTime>, _>(i)?),
-        ColumnType::Date => date_json(row.try_get::<Option<NaiveDate>, _>(i)?),
-        ColumnType::Uuid => row
+    match ty {
+        ColumnType::Timestamp => Ok(timestamp_json(row.try_get::<Option<NaiveDateTime>, _>(i)?)),
+        ColumnType::Date => Ok(date_json(row.try_get::<Option<NaiveDate>, _>(i)?)),
+        ColumnType::Uuid => Ok(row
             .try_get::<Option<Vec<u8>>, _>(i)?
             .and_then(|b| uuid::Uuid::from_slice(&b).ok())
             .map(|u| Value::String(u.hyphenated().to_string()))
-            .unwrap_or(Value::Null),
-        _ => text_json(ty, row.try_get::<Option<String>, _>(i)?),
-    })
+            .unwrap_or(Value::Null)),
+        _ => plain_cell(row, i, ty),
+    }
 }
 
 fn sqlite_cell(
@@ -234,6 +222,19 @@ fn sqlite_cell(
     i: usize,
     ty: &ColumnType,
 ) -> Result<Value, sqlx::Error> {
+    plain_cell(row, i, ty)
+}
+
+/// A cell stored as an integer, a float or text: every type on SQLite, the rest on MySQL
+/// (booleans are integers on both).
+fn plain_cell<'r, R>(row: &'r R, i: usize, ty: &ColumnType) -> Result<Value, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(match ty {
         ColumnType::SmallInt
         | ColumnType::Int

@@ -12,72 +12,33 @@ struct Migration {
     sql: &'static str,
 }
 
-const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "control_tables",
-        sql: include_str!("../../migrations/postgres/0001_control_tables.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "run_warnings",
-        sql: include_str!("../../migrations/postgres/0002_run_warnings.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "live_schema",
-        sql: include_str!("../../migrations/postgres/0003_live_schema.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "control_api",
-        sql: include_str!("../../migrations/postgres/0004_control_api.sql"),
-    },
-];
-const MYSQL: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "control_tables",
-        sql: include_str!("../../migrations/mysql/0001_control_tables.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "run_warnings",
-        sql: include_str!("../../migrations/mysql/0002_run_warnings.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "live_schema",
-        sql: include_str!("../../migrations/mysql/0003_live_schema.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "control_api",
-        sql: include_str!("../../migrations/mysql/0004_control_api.sql"),
-    },
-];
-const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "control_tables",
-        sql: include_str!("../../migrations/sqlite/0001_control_tables.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "run_warnings",
-        sql: include_str!("../../migrations/sqlite/0002_run_warnings.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "live_schema",
-        sql: include_str!("../../migrations/sqlite/0003_live_schema.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "control_api",
-        sql: include_str!("../../migrations/sqlite/0004_control_api.sql"),
-    },
-];
+/// The migrations, one list for every dialect: each is `migrations/<dialect>/<file>_<name>.sql`.
+macro_rules! migrations {
+    ($($version:literal $file:literal $name:literal;)*) => {
+        const POSTGRES: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/postgres/", $file, "_", $name, ".sql")),
+        }),*];
+        const MYSQL: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/mysql/", $file, "_", $name, ".sql")),
+        }),*];
+        const SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/sqlite/", $file, "_", $name, ".sql")),
+        }),*];
+    };
+}
+
+migrations! {
+    1 "0001" "control_tables";
+    2 "0002" "run_warnings";
+    3 "0003" "live_schema";
+    4 "0004" "control_api";
+}
 
 /// A constant key for PostgreSQL's advisory lock ("dapsync" in ASCII).
 const PG_LOCK_KEY: i64 = 0x64_61_70_73_79_6e_63;

@@ -176,6 +176,22 @@ fn object_props(object: &Value, root: &Value, depth: usize) -> Vec<Prop> {
         .collect()
 }
 
+/// The JSON type a schema object describes: its `type` (the first that is not `null` of a list),
+/// else `object` or `array` by its keywords, else "".
+pub(super) fn type_name(schema: &Map<String, Value>) -> &str {
+    match schema.get("type") {
+        Some(Value::String(name)) => name.as_str(),
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|name| *name != "null")
+            .unwrap_or("null"),
+        _ if schema.contains_key("properties") => "object",
+        _ if schema.contains_key("items") => "array",
+        _ => "",
+    }
+}
+
 /// Follows local `$ref`s (`#/...`), a few hops at most.
 pub(super) fn resolve<'a>(mut schema: &'a Value, root: &'a Value) -> &'a Value {
     for _ in 0..8 {
@@ -223,17 +239,7 @@ impl Shape {
                 );
             }
         }
-        let type_name = match s.get("type") {
-            Some(Value::String(name)) => name.as_str(),
-            Some(Value::Array(names)) => names
-                .iter()
-                .filter_map(Value::as_str)
-                .find(|name| *name != "null")
-                .unwrap_or("null"),
-            _ if s.contains_key("properties") => "object",
-            _ if s.contains_key("items") => "array",
-            _ => "",
-        };
+        let type_name = type_name(s);
         let number = |name: &str| s.get(name).and_then(Value::as_f64);
         let count = |name: &str| {
             s.get(name)

@@ -40,7 +40,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 
 use super::super::extract::{Extract, Item, Record};
-use super::super::generator::{MAX_DEPTH, resolve};
+use super::super::generator::{MAX_DEPTH, resolve, type_name};
 use super::super::table::RowState;
 use super::{fixed_properties, required_names, section};
 
@@ -111,17 +111,7 @@ impl Leaf {
             });
             return Some(if texts { Leaf::Text } else { Leaf::Json });
         }
-        let type_name = match object.get("type") {
-            Some(Value::String(name)) => name.as_str(),
-            Some(Value::Array(names)) => names
-                .iter()
-                .filter_map(Value::as_str)
-                .find(|name| *name != "null")
-                .unwrap_or("null"),
-            _ if object.contains_key("properties") => "object",
-            _ if object.contains_key("items") => "array",
-            _ => "",
-        };
+        let type_name = type_name(object);
         let format = object.get("format").and_then(Value::as_str);
         Some(match (type_name, format) {
             ("boolean", _) => Leaf::Bool,
