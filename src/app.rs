@@ -312,7 +312,9 @@ impl Daemon {
         if config.namespaces.is_empty() {
             return Err(Error::Config(ConfigError::Invalid {
                 key: "namespaces".into(),
-                reason: "selects no table: add a [namespaces.<namespace>] section with tables = [...]".into(),
+                reason:
+                    "selects no table: add a [namespaces.<namespace>] section with tables = [...]"
+                        .into(),
             }));
         }
         let notifier = Arc::new(Notifier::from_env());

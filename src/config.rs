@@ -15,8 +15,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::secret::Secret;
 use crate::table::{TableId, glob_match};
-use env::is_setting;
 pub use env::check_log_level;
+use env::is_setting;
 pub use value::{CronSchedule, DatabaseUrl, FileFormat, FilesTarget, HumanDuration, Target};
 
 /// A supported target database.
@@ -597,7 +597,8 @@ impl Config {
                     "lists no table",
                 ));
             }
-            if !namespace.needs_listing() && !namespace.tables.iter().any(|t| namespace.selects(t)) {
+            if !namespace.needs_listing() && !namespace.tables.iter().any(|t| namespace.selects(t))
+            {
                 return Err(ConfigError::invalid(
                     format!("namespaces.{ns}.exclude"),
                     "excludes every table the selection names",

@@ -32,7 +32,11 @@ fn env_with(
         format!("sqlite://{}", dir.join("replica.db").display()),
     ));
     env.push(("DAPSYNC_HTTP__ENABLED".into(), "false".into()));
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     env
 }
 
@@ -96,10 +100,18 @@ async fn a_dapsync_variable_that_looks_like_a_setting_stops_with_exit_code_3() {
     let dir = tempfile::tempdir().unwrap();
     let list = ["list", "--namespace", "canvas"];
     // One underscore between section and key: the setting would be silently ignored.
-    let env = env_with(&fake, dir.path(), &[("DAPSYNC_DATABASE_URL", "sqlite://x.db")]);
+    let env = env_with(
+        &fake,
+        dir.path(),
+        &[("DAPSYNC_DATABASE_URL", "sqlite://x.db")],
+    );
     refused(&env, &list, "DAPSYNC_DATABASE_URL").await;
     // An unknown section or key.
-    let env = env_with(&fake, dir.path(), &[("DAPSYNC_DATBASE__URL", "sqlite://x.db")]);
+    let env = env_with(
+        &fake,
+        dir.path(),
+        &[("DAPSYNC_DATBASE__URL", "sqlite://x.db")],
+    );
     refused(&env, &list, "datbase").await;
     let env = env_with(&fake, dir.path(), &[("DAPSYNC_SYNC__SCHEDUL", "* * * * *")]);
     refused(&env, &list, "schedul").await;

@@ -79,7 +79,10 @@ mod tests {
     use super::*;
 
     fn env(names: &[&str]) -> HashMap<String, String> {
-        names.iter().map(|n| ((*n).to_owned(), "x".to_owned())).collect()
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), "x".to_owned()))
+            .collect()
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing::info;
 
 use crate::dap::{CompleteJob, DapClient, DapError, FileQuery, Format, object_file_name};
 
-pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain};
+pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain, chain_named};
 
 /// Objects whose URLs are asked for at once, right before they are downloaded (the URLs last
 /// about 15 minutes).

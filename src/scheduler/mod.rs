@@ -86,7 +86,9 @@ pub enum SchedulerError {
         #[source]
         source: JobSchedulerError,
     },
-    #[error("namespaces.{namespace}.tables: selects no table (none of the namespace's tables matches)")]
+    #[error(
+        "namespaces.{namespace}.tables: selects no table (none of the namespace's tables matches)"
+    )]
     SelectsNothing { namespace: String },
 }
 
