@@ -5,7 +5,7 @@
 //! ```text
 //! main.rs ─► cli ─► app (the one place where everything is wired)
 //!                    ├─► scheduler ─► sync ─► dap      (HTTP client for the DAP API; no SQL)
-//!                    ├─► http            │  ├► db ─► sql ─► schema
+//!                    ├─► http            │  ├► destination ─► db ─► sql ─► schema
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
 //!                                        └─► http reads status, and acts through the
 //!                                            scheduler's `Control` handle (the control API)
@@ -25,7 +25,8 @@
 //! webhook   ─► status dap
 //! notify    ─►
 //! telemetry ─►
-//! sync      ─► dap db schema status
+//! sync      ─► dap destination schema status
+//! destination ─► db sql schema dap
 //! status    ─► db dap
 //! dap       ─►
 //! db        ─► sql schema
@@ -42,6 +43,8 @@
 //! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
 //!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and
 //!   errors.
+//! - `destination`: what a table run needs of its target, as one trait (`Destination`); the
+//!   database destination implements it over `db`, and `sync` reaches the database only through it.
 //! - `export`: the file commands' work (a job's objects saved as files with a manifest); their
 //!   command shell is `cli/export`.
 //! - `fake`: the fake DAP server for tests, the demo and the benchmark.
@@ -51,6 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod dap;
 pub mod db;
+pub mod destination;
 pub mod error;
 pub mod export;
 pub mod failpoint;

@@ -24,7 +24,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::dap::{LineDecoder, MalformedLine};
-use crate::db::{Cell, Reject, Row, TablePlan, Token};
+use crate::destination::{Cell, Reject, Row, TablePlan, Token};
 use crate::hash::Fnv;
 
 /// What a line becomes.

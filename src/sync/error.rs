@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::dap::DapError;
-use crate::db::{DbError, RunError};
+use crate::destination::{DbError, DestinationError, RunError};
 use crate::schema::SchemaError;
 use crate::status::Failure;
 use crate::table::TableId;
@@ -26,6 +26,9 @@ pub enum SyncErrorKind {
     Db(#[source] DbError),
     #[error("the schema cannot be used")]
     Schema(#[source] SchemaError),
+    /// A destination's own error (the database destination's are [`SyncErrorKind::Db`]).
+    #[error("destination operation failed")]
+    Destination(#[source] DestinationError),
     #[error("{count} invalid record(s) and on_invalid_record = \"fail\"; the first {reason}")]
     InvalidRecords { count: usize, reason: String },
     #[error(
@@ -53,6 +56,16 @@ impl From<DapError> for SyncErrorKind {
 impl From<DbError> for SyncErrorKind {
     fn from(source: DbError) -> Self {
         Self::Db(source)
+    }
+}
+
+impl From<DestinationError> for SyncErrorKind {
+    fn from(source: DestinationError) -> Self {
+        match source {
+            DestinationError::Db(source) => Self::Db(source),
+            DestinationError::Schema(source) => Self::Schema(source),
+            other => Self::Destination(other),
+        }
     }
 }
 
@@ -98,6 +111,7 @@ impl SyncError {
             SyncErrorKind::Locked | SyncErrorKind::SchemaVersion { .. } => true,
             SyncErrorKind::Dap(source) => source.is_transient(),
             SyncErrorKind::Db(source) => source.is_transient(),
+            SyncErrorKind::Destination(source) => source.is_transient(),
             SyncErrorKind::Schema(_)
             | SyncErrorKind::InvalidRecords { .. }
             | SyncErrorKind::TooManyRejects { .. }
@@ -121,6 +135,7 @@ impl SyncError {
             SyncErrorKind::Locked => "Locked".into(),
             SyncErrorKind::Dap(source) => source.type_name().to_owned(),
             SyncErrorKind::Db(_) => "DatabaseError".into(),
+            SyncErrorKind::Destination(_) => "DestinationError".into(),
             SyncErrorKind::Schema(_) => "SchemaError".into(),
             SyncErrorKind::InvalidRecords { .. } => "InvalidRecords".into(),
             SyncErrorKind::TooManyRejects { .. } => "TooManyRejects".into(),

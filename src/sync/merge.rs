@@ -5,10 +5,8 @@
 //! that only the replica still has. For these tables a re-snapshot is merged instead: its
 //! records are upserted into the live table like an incremental's, and nothing is deleted.
 
-use std::sync::Arc;
-
 use crate::dap::CompleteJob;
-use crate::db::RunKind;
+use crate::destination::RunKind;
 use crate::schema::{self, TableSchema};
 use crate::table::TableId;
 
@@ -31,36 +29,27 @@ impl Engine {
         attempt: &mut Attempt,
     ) -> Result<Option<RunReport>, SyncErrorKind> {
         let label = schema.id();
-        let old = self.db.plan(live_schema.clone());
-        if !self.db.table_exists(&old.live).await? {
+        if !self.destination.table_exists(&label).await? {
             return Ok(None);
         }
         if schema::diff(live_schema, &schema).needs_rebuild() {
             tracing::warn!(table = %label, from = live_schema.version, to = schema.version, "the schema change needs a rebuild: the snapshot replaces the table, and its rows older than DAP keeps are gone");
             return Ok(None);
         }
-        if !self
-            .evolve(&label, live_schema, &schema, attempt.run_id)
-            .await?
-        {
+        if !self.evolve(live_schema, &schema, attempt.run_id).await? {
             return Ok(None);
         }
-        let live = self
-            .db
-            .live_columns(&self.db.plan(schema.clone()).live)
-            .await?;
-        let plan = Arc::new(self.db.plan(schema).accepting(&live, None));
         let load = self
-            .db
-            .begin_incremental(plan.clone(), attempt.run_id)
+            .destination
+            .begin_changes(schema.clone(), None, attempt.run_id)
             .await?;
         let repeated_keys = self.repeats_keys(&label);
         let (stats, bytes) = self
-            .fill(&plan, job, load, attempt, true, repeated_keys, None)
+            .fill(job, load, attempt, true, repeated_keys, None)
             .await?;
         tracing::info!(table = %label, upserted = stats.upserted, rows = stats.row_count, "snapshot merged into the live table (sync.keep_history)");
         Ok(Some(self.report(
-            &plan,
+            &schema,
             job,
             RunKind::Snapshot,
             None,

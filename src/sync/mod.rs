@@ -32,17 +32,17 @@ pub use progress::ProgressMode;
 pub use select::resolve_tables;
 
 /// The run history's and the control tables' vocabulary, as the scheduler and the CLI see it.
-pub use crate::db::{
+pub use crate::destination::{
     DbError, RunFilter, RunKind, RunOutcome, RunRecord, TableControl, TableStatus,
 };
 
 use crate::config::{NamespaceConfig, OnInvalidRecord};
 use crate::dap::{CompleteJob, DapClient, DapError, Query};
-use crate::db::{
-    Commit, Db, Load, LoadStats, NewRun, ObjectWarning, Reject, RowChange, RunError, RunResult,
-    TablePlan,
+use crate::destination::{
+    Commit, Db, Destination, DestinationError, Load, LoadStats, NewRun, ObjectWarning, Reject,
+    RowChange, RowLoad, RunError, RunResult,
 };
-use crate::schema::{self, TableSchema};
+use crate::schema::TableSchema;
 use crate::status::RunSummary;
 use crate::table::TableId;
 use progress::Progress;
@@ -135,7 +135,11 @@ impl RunReport {
 #[derive(Debug, Clone)]
 pub struct Engine {
     dap: DapClient,
+    /// The database of the operator's controls and the run history, read by the scheduler and
+    /// the control API.
     db: Db,
+    /// Where the tables go: everything a run does to its target goes through it.
+    destination: Arc<dyn Destination>,
     options: Arc<SyncOptions>,
     /// Tables found to repeat keys although not configured so.
     repeating: Arc<Mutex<HashSet<TableId>>>,
@@ -152,13 +156,14 @@ impl Engine {
     pub fn new(dap: DapClient, db: Db, options: SyncOptions) -> Self {
         Self {
             dap,
+            destination: Arc::new(db.clone()),
             db,
             options: Arc::new(options),
             repeating: Arc::default(),
         }
     }
 
-    /// The database this engine writes to.
+    /// The database of the operator's controls and the run history.
     pub fn db(&self) -> &Db {
         &self.db
     }
@@ -177,8 +182,8 @@ impl Engine {
     }
 
     /// The tables the database knows, with their state.
-    pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DbError> {
-        self.db.table_statuses().await
+    pub async fn table_statuses(&self) -> Result<Vec<TableStatus>, DestinationError> {
+        self.destination.table_statuses().await
     }
 
     /// Resolves a table selection (see [`resolve_tables`]).
@@ -191,7 +196,7 @@ impl Engine {
 
     /// Whether the database answers; the error on one line if not.
     pub async fn check_database(&self) -> Result<(), String> {
-        self.db
+        self.destination
             .ping()
             .await
             .map_err(|e| format!("database: {}", crate::error::chain(&e)))
@@ -217,7 +222,7 @@ impl Engine {
     /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
     /// (an incremental that found the chain broken, then the snapshot that replaced it).
     pub async fn sync_table(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
-        let result = match self.db.try_lock_table(id).await {
+        let result = match self.destination.lock(id).await {
             Ok(Some(lock)) => {
                 let result = self.sync_locked(id, mode).await;
                 lock.release().await;
@@ -230,41 +235,23 @@ impl Engine {
     }
 
     async fn sync_locked(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncErrorKind> {
-        self.db.recover_table(id).await?;
-        let state = self.db.sync_state(id).await?;
-        let stored = match &state {
-            Some(state) => Some(stored_schema(
-                id,
-                state.schema_version,
-                &state.schema_description,
-            )?),
-            None => None,
-        };
-        // The live table's schema runs ahead of table_sync when ALTERs committed before a load
-        // that did not: diff against what the table is, not what table_sync says.
-        let shape = match &stored {
-            Some(stored) => Some(
-                self.db
-                    .live_schema(id)
-                    .await?
-                    .unwrap_or_else(|| stored.clone()),
-            ),
-            None => None,
-        };
-        let (state, stored) = match (state, stored, mode) {
-            (None, _, Mode::Init | Mode::Sync) => {
+        self.destination.recover(id).await?;
+        // `live` runs ahead of `stored` when ALTERs committed before a load that did not: diffs
+        // are made against what the table is, not what it was last loaded with.
+        let state = self.destination.state(id).await?;
+        let state = match (state, mode) {
+            (None, Mode::Init | Mode::Sync) => {
                 return Ok(vec![self.snapshot(id, "initial", None).await?]);
             }
-            (Some(_), _, Mode::Init) => return Ok(Vec::new()),
-            (_, _, Mode::Resnapshot) => {
+            (Some(_), Mode::Init) => return Ok(Vec::new()),
+            (state, Mode::Resnapshot) => {
+                let shape = state.map(|state| state.live);
                 return Ok(vec![self.snapshot(id, "requested", shape).await?]);
             }
-            (Some(state), Some(stored), Mode::Sync) => (state, stored),
-            (Some(_), None, Mode::Sync) => unreachable!("a stored state always has a schema"),
+            (Some(state), Mode::Sync) => state,
         };
-        let shape = shape.unwrap_or_else(|| stored.clone());
-        let plan = self.db.plan(shape.clone());
-        if !self.db.table_exists(&plan.live).await? {
+        let (stored, shape) = (state.stored, state.live);
+        if !self.destination.table_exists(id).await? {
             tracing::warn!(table = %id, "the table is gone from the database; taking a new snapshot");
             return Ok(vec![self.snapshot(id, "missing_table", Some(shape)).await?]);
         }
@@ -305,7 +292,7 @@ impl Engine {
     /// Records a failed run; a failure to record is logged.
     async fn record_failure(&self, attempt: &Attempt, id: &TableId, error: &RunError) {
         if let Err(db_error) = self
-            .db
+            .destination
             .fail_run(attempt.run_id, id, &attempt.result, error)
             .await
         {
@@ -419,7 +406,7 @@ impl Engine {
 
     /// Records the start of a run in the run history.
     async fn start_attempt(&self, run: &NewRun<'_>) -> Result<Attempt, SyncErrorKind> {
-        let run_id = self.db.start_run(run).await?;
+        let run_id = self.destination.start_run(run).await?;
         Ok(Attempt {
             run_id,
             result: RunResult::default(),
@@ -435,40 +422,45 @@ impl Engine {
         replaced: Option<TableSchema>,
         repeated_keys: bool,
     ) -> Result<RunReport, SyncErrorKind> {
-        let plan = Arc::new(self.db.plan(schema));
         let load = self
-            .db
-            .begin_snapshot(plan.clone(), attempt.run_id, repeated_keys)
+            .destination
+            .begin_snapshot(schema.clone(), attempt.run_id, repeated_keys)
             .await?;
         let (stats, bytes) = self
-            .fill(&plan, job, load, attempt, false, repeated_keys, replaced)
+            .fill(job, load, attempt, false, repeated_keys, replaced)
             .await?;
-        Ok(self.report(&plan, job, RunKind::Snapshot, None, stats, bytes))
+        Ok(self.report(&schema, job, RunKind::Snapshot, None, stats, bytes))
     }
 
     /// Streams a job into a load and commits it with the job's watermark, or rolls it back when
     /// the records cannot be loaded. `changes`: the records are a change set (upserts and
     /// deletes), not a snapshot's rows. Returns what the commit did and the bytes read.
-    #[allow(clippy::too_many_arguments)]
     async fn fill(
         &self,
-        plan: &Arc<TablePlan>,
         job: &CompleteJob,
-        mut load: Load,
+        load: Load,
         attempt: &mut Attempt,
         changes: bool,
         repeated_keys: bool,
         replaced: Option<TableSchema>,
     ) -> Result<(LoadStats, u64), SyncErrorKind> {
-        let bytes = match self
-            .pump(plan, job, &mut load, changes, repeated_keys)
-            .await
-        {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                load.abort().await;
-                return Err(error);
+        let (bytes, load) = match load {
+            Load::Rows(mut load) => {
+                match self.pump(job, load.as_mut(), changes, repeated_keys).await {
+                    Ok(bytes) => (bytes, Load::Rows(load)),
+                    Err(error) => {
+                        load.abort().await;
+                        return Err(error);
+                    }
+                }
             }
+            Load::Objects(mut load) => match load.save(&self.dap, job).await {
+                Ok(bytes) => (bytes, Load::Objects(load)),
+                Err(error) => {
+                    load.abort().await;
+                    return Err(error.into());
+                }
+            },
         };
         attempt.result.bytes = bytes as i64;
         let commit = Commit {
@@ -478,7 +470,11 @@ impl Engine {
             bytes: bytes as i64,
             replaced_schema: replaced,
         };
-        Ok((load.commit(commit).await?, bytes))
+        let stats = match load {
+            Load::Rows(load) => load.commit(commit).await?,
+            Load::Objects(load) => load.commit(commit).await?,
+        };
+        Ok((stats, bytes))
     }
 
     /// Runs one incremental query from `since`; `stored` is table_sync's schema, `shape` the
@@ -537,7 +533,7 @@ impl Engine {
         let mut schema = shape;
         let current = self.current_schema(id).await?;
         if current.version != schema.version {
-            if !self.evolve(id, &schema, &current, attempt.run_id).await? {
+            if !self.evolve(&schema, &current, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = current;
@@ -554,28 +550,23 @@ impl Engine {
         if job.schema_version != schema.version {
             // The schema moved on between our look and the query.
             let newer = self.schema_of_job(id, job.schema_version).await?;
-            if !self.evolve(id, &schema, &newer, attempt.run_id).await? {
+            if !self.evolve(&schema, &newer, attempt.run_id).await? {
                 return Ok(None);
             }
             schema = newer;
         }
-        let live = self
-            .db
-            .live_columns(&self.db.plan(schema.clone()).live)
-            .await?;
         // The last commit applied comes again, written under the stored version.
         let previous = (schema.version != stored.version).then_some(&stored);
-        let plan = Arc::new(self.db.plan(schema).accepting(&live, previous));
         let load = self
-            .db
-            .begin_incremental(plan.clone(), attempt.run_id)
+            .destination
+            .begin_changes(schema.clone(), previous, attempt.run_id)
             .await?;
         let repeated_keys = self.repeats_keys(id);
         let (stats, bytes) = self
-            .fill(&plan, &job, load, attempt, true, repeated_keys, None)
+            .fill(&job, load, attempt, true, repeated_keys, None)
             .await?;
         Ok(Some(self.report(
-            &plan,
+            &schema,
             &job,
             RunKind::Incremental,
             None,
@@ -588,36 +579,23 @@ impl Engine {
     /// the change needs a rebuild instead.
     async fn evolve(
         &self,
-        id: &TableId,
         old: &TableSchema,
         new: &TableSchema,
         run_id: i64,
     ) -> Result<bool, SyncErrorKind> {
-        let diff = schema::diff(old, new);
-        if diff.needs_rebuild() {
-            tracing::warn!(table = %id, from = old.version, to = new.version, changes = ?diff.changes, "schema change needs a new snapshot");
-            return Ok(false);
-        }
-        if diff.is_empty() {
-            return Ok(true);
-        }
         // preserve (issue 11): the user's views survive the ALTERs (see `Db::evolve_table`).
-        self.db.evolve_table(old, new, &diff, run_id).await?;
-        // The ALTERs committed; the load that moves table_sync on may not.
-        self.db.set_live_schema(&self.db.plan(new.clone())).await?;
-        tracing::info!(table = %id, from = old.version, to = new.version, changes = diff.changes.len(), "schema evolved in place");
-        Ok(true)
+        Ok(self.destination.evolve(old, new, run_id).await?)
     }
 
     /// Streams a job's records into a load: validation, conversion, rejects. Returns the bytes read.
     async fn pump(
         &self,
-        plan: &Arc<TablePlan>,
         job: &CompleteJob,
-        load: &mut Load,
+        load: &mut dyn RowLoad,
         incremental: bool,
         repeated_keys: bool,
     ) -> Result<u64, SyncErrorKind> {
+        let plan = load.plan().clone();
         let label = plan.label();
         let decoder = RowDecoder::new(plan.clone(), self.options.validate_records, incremental)
             .map_err(SyncErrorKind::State)?;
@@ -625,7 +603,7 @@ impl Engine {
         // Where a key repeats, the last one wins: the last in the job's order of objects and
         // lines, which the loaders see only when the objects come one after the other. Some
         // databases also load a snapshot faster so.
-        if repeated_keys || (!incremental && self.db.loads_in_key_order()) {
+        if repeated_keys || load.in_key_order() {
             stream = stream.sequential();
         }
         let mut progress = Progress::new(&label, self.options.progress);
@@ -691,7 +669,7 @@ impl Engine {
 
     fn report(
         &self,
-        plan: &TablePlan,
+        schema: &TableSchema,
         job: &CompleteJob,
         kind: RunKind,
         since: Option<DateTime<Utc>>,
@@ -699,13 +677,13 @@ impl Engine {
         bytes: u64,
     ) -> RunReport {
         RunReport {
-            table: plan.schema.id(),
+            table: schema.id(),
             kind,
             reason: None,
             job_id: job.id.clone(),
             since,
             watermark: job.watermark(),
-            schema_version: plan.schema.version,
+            schema_version: schema.version,
             stats,
             bytes,
             duration: Duration::ZERO,
@@ -715,24 +693,14 @@ impl Engine {
 
     /// The warnings recorded against a run; none (logged) if they cannot be read.
     async fn run_warnings(&self, run_id: i64) -> Vec<ObjectWarning> {
-        self.db.run_warnings(run_id).await.unwrap_or_else(|error| {
-            tracing::warn!(run_id, error = %error, "could not read the run's warnings");
-            Vec::new()
-        })
+        self.destination
+            .run_warnings(run_id)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(run_id, error = %error, "could not read the run's warnings");
+                Vec::new()
+            })
     }
-}
-
-fn stored_schema(
-    id: &TableId,
-    version: i64,
-    description: &str,
-) -> Result<TableSchema, SyncErrorKind> {
-    Ok(TableSchema::from_stored(
-        &id.namespace,
-        &id.table,
-        version,
-        description,
-    )?)
 }
 
 fn log_report(report: &RunReport) {

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dap::{CompleteJob, DapError, Query};
-use crate::db::RunTimes;
+use crate::dap::{CompleteJob, DapError, FileQuery, Query};
+use crate::destination::{Intake, RunTimes};
 
 use super::{Attempt, Engine};
 
@@ -37,7 +37,8 @@ impl RunClock {
 }
 
 impl Engine {
-    /// Starts a query and waits for its job, counting the time as the run's API time (the wait
+    /// Starts a query (for the records, or for the objects in the format the destination
+    /// keeps) and waits for its job, counting the time as the run's API time (the wait
     /// for the query budget apart).
     pub(super) async fn timed_query(
         &self,
@@ -47,8 +48,24 @@ impl Engine {
         query: Query,
     ) -> Result<CompleteJob, DapError> {
         let began = Instant::now();
-        let (job, queued) =
-            crate::dap::rate_limit_wait_of(self.dap.query(namespace, table, query)).await;
+        let request = async {
+            match self.destination.intake() {
+                Intake::Rows => self.dap.query(namespace, table, query).await,
+                Intake::Objects(format) => {
+                    let since = match query {
+                        Query::Snapshot => None,
+                        Query::Incremental { since } => Some(since),
+                    };
+                    let query = FileQuery {
+                        format,
+                        since,
+                        until: None,
+                    };
+                    self.dap.query_files(namespace, table, &query).await
+                }
+            }
+        };
+        let (job, queued) = crate::dap::rate_limit_wait_of(request).await;
         attempt.clock.queued += queued;
         attempt.clock.api += began.elapsed().saturating_sub(queued);
         job
@@ -57,7 +74,7 @@ impl Engine {
     /// Writes the run's time split into the run history (a failure to do so is only logged).
     pub(super) async fn record_times(&self, attempt: &Attempt) {
         if let Err(error) = self
-            .db
+            .destination
             .record_run_times(attempt.run_id, attempt.clock.times())
             .await
         {
