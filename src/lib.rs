@@ -9,7 +9,8 @@
 //!                    └─► telemetry       │  └► status (read model: per-table state, lag, last error)
 //!                                        └─► http reads status, and acts through the
 //!                                            scheduler's `Control` handle (the control API)
-//! config, error, table (TableId), secret, failpoint, hash: type-only leaves anyone may use.
+//! config, error, table (TableId, TableStatus), run (RunOutcome, ObjectWarning), histogram, secret,
+//! failpoint, hash: type-only leaves anyone may use.
 //! ```
 //!
 //! The arrows one module a line, as `tests/architecture.rs` reads them: it builds the graph from
@@ -27,22 +28,21 @@
 //! telemetry ─►
 //! sync      ─► dap destination schema status
 //! destination ─► db sql schema dap
-//! status    ─► db dap
+//! status    ─►
 //! dap       ─►
 //! db        ─► sql schema
 //! sql       ─► schema
 //! schema    ─►
 //! fake      ─►
 //! export    ─► dap
-//! leaves    ─► config error table secret failpoint hash
+//! leaves    ─► config error table run histogram secret failpoint hash
 //! ```
 //!
 //! - `cli` holds the commands (`cli/official`: the official `dap` client's options and database
 //!   commands, mapped onto dapsync's), `demo` (the fake server and the real daemon together) and `bench`
 //!   (which measures the database and the API directly, so it uses them directly).
-//! - `status` still reads `db`'s row types (the known tables, run outcomes, object warnings) and
-//!   `dap`'s counters for `/metrics`; `sync` and `scheduler` hand it plain summaries of runs and
-//!   errors.
+//! - `status` uses leaves only: `sync` and `scheduler` hand it plain summaries of runs and errors,
+//!   and `app` wires the DAP client's counters into `/metrics` (`app/dap_metrics`).
 //! - `destination`: what a table run needs of its target, as one trait (`Destination`); the
 //!   database destination implements it over `db`, and `sync` reaches the database only through it.
 //! - `export`: the file commands' work (a job's objects saved as files with a manifest); their
@@ -60,8 +60,10 @@ pub mod export;
 pub mod failpoint;
 pub mod fake;
 pub mod hash;
+pub mod histogram;
 pub mod http;
 pub mod notify;
+pub mod run;
 pub mod scheduler;
 pub mod schema;
 pub mod secret;

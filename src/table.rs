@@ -1,8 +1,10 @@
-//! A replicated table's identity: its DAP namespace and its name. A type-only leaf anyone may use.
+//! A replicated table's identity (its DAP namespace and its name) and what the database knows of
+//! it. A type-only leaf anyone may use.
 
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// A table, by namespace and name; shown as `namespace.table`.
@@ -80,4 +82,23 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TableStatus {
+    pub namespace: String,
+    pub table: String,
+    /// The instant the copy is current to (`at` or the last `until`).
+    pub synced_until: Option<DateTime<Utc>>,
+    pub schema_version: Option<i64>,
+    pub row_count: Option<i64>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error_type: Option<String>,
+    pub last_error_uuid: Option<String>,
+    pub last_error_message: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+    /// Since when an operator paused the table (`dapsync pause`, `POST .../pause`).
+    pub paused_at: Option<DateTime<Utc>>,
 }

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use crate::histogram::Histogram;
+
 /// Upper bounds of the request duration buckets, in seconds.
 pub const REQUEST_BUCKETS: [f64; 11] =
     [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -16,39 +18,6 @@ pub const REQUEST_BUCKETS: [f64; 11] =
 pub const JOB_WAIT_BUCKETS: [f64; 11] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
-
-/// Observations counted per bucket (not cumulative; the exposition accumulates them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
-    /// The buckets' upper bounds, ascending.
-    pub bounds: &'static [f64],
-    /// Observations per bucket: `buckets[i]` counts those above `bounds[i - 1]` and at most
-    /// `bounds[i]`; those above the last bound are only in `count`.
-    pub buckets: Vec<u64>,
-    pub count: u64,
-    pub sum: f64,
-}
-
-impl Histogram {
-    /// An empty histogram over `bounds`.
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: vec![0; bounds.len()],
-            count: 0,
-            sum: 0.0,
-        }
-    }
-
-    /// Counts one observation.
-    pub fn observe(&mut self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|&bound| value <= bound) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += value;
-    }
-}
 
 tokio::task_local! {
     static RATE_LIMIT_WAIT: Cell<Duration>;

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::TablePlan;
 use super::query::{Arg, Kind, Tx};
-use super::runs::{RunError, RunOutcome, RunResult, finish_run};
+use super::runs::{RunError, RunResult, finish_run};
 use super::{Db, DbError};
+use crate::run::RunOutcome;
 use crate::sql::Dialect;
-use crate::table::TableId;
+use crate::table::{TableId, TableStatus};
 
 /// What the control tables say about a replicated table.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,25 +41,6 @@ pub(crate) struct PendingSwap {
     pub rejected: i64,
     #[serde(default)]
     pub bytes: i64,
-}
-
-/// Everything the database knows of a table, for `dapsync status` and the daemon's `/status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct TableStatus {
-    pub namespace: String,
-    pub table: String,
-    /// The instant the copy is current to (`at` or the last `until`).
-    pub synced_until: Option<DateTime<Utc>>,
-    pub schema_version: Option<i64>,
-    pub row_count: Option<i64>,
-    pub last_success_at: Option<DateTime<Utc>>,
-    pub last_error_type: Option<String>,
-    pub last_error_uuid: Option<String>,
-    pub last_error_message: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
-    pub consecutive_failures: i64,
-    /// Since when an operator paused the table (`dapsync pause`, `POST .../pause`).
-    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// A record the database could not take.

@@ -26,9 +26,10 @@ use super::control::{PendingSwap, Reject, insert_rejects, synced_last, write_syn
 use super::plan::{Row, TablePlan};
 use super::preserve;
 use super::query::{Arg, Kind, Tx};
-use super::runs::{RunOutcome, RunResult, finish_run};
+use super::runs::{RunResult, finish_run};
 use super::value::{Cell, write_copy_row};
 use super::{Db, DbError, Pool};
+use crate::run::RunOutcome;
 use crate::schema::TableSchema;
 use crate::sql::{self, Dialect, LoadColumns, Statement, TableNames};
 use crate::table::TableId;

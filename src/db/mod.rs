@@ -25,20 +25,21 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
 
-pub use control::{Reject, SyncState, TableStatus};
+pub use control::{Reject, SyncState};
 pub use inspect::canonical_record;
 pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};
 pub use lock::TableLock;
 pub use operator::{RunFilter, RunTimes, TableControl};
 pub use plan::{Row, TablePlan};
-pub use preserve::ObjectWarning;
-pub use runs::{NewRun, RunError, RunKind, RunOutcome, RunRecord, RunResult};
+pub use runs::{NewRun, RunError, RunKind, RunRecord, RunResult};
 pub use value::{Cell, ColumnCodec, Token, pack_ip, unpack_ip, write_copy_row};
 
 use crate::config::{ConfigError, DatabaseUrl};
+pub use crate::run::{ObjectWarning, RunOutcome};
 use crate::schema::{SchemaDiff, SchemaError, TableSchema};
 use crate::sql::{DdlOptions, Dialect, Statement};
 use crate::table::TableId;
+pub use crate::table::TableStatus;
 
 /// A database error, with what dapsync was doing.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::query::{Arg, Kind};
-use super::runs::{RunOutcome, RunRecord};
+use super::runs::RunRecord;
 use super::{Db, DbError};
+use crate::run::RunOutcome;
 
 /// The operator's controls of one table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

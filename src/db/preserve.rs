@@ -33,23 +33,11 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-
 use super::query::{Arg, Kind, Tx, Val};
 use super::{Db, DbError};
+use crate::run::ObjectWarning;
 use crate::schema::TableSchema;
 use crate::sql::{Dialect, Statement, TableNames};
-
-/// A user object that dapsync could not keep on the new copy of a table. The run still
-/// succeeded and the data is in place; the run's row in the run history lists these.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectWarning {
-    /// The object, as the database names it: `view "public"."course_names"`,
-    /// `index "ix_courses_name"`, `grant on "canvas"."courses" to "reporting"`.
-    pub object: String,
-    /// What was not done, and why (the database's message where there is one).
-    pub message: String,
-}
 
 /// The user's objects on a live table, read before dapsync replaces or alters it.
 #[derive(Debug)]

@@ -2,11 +2,12 @@
 //! `dapsync status` and `/status`.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::control::text;
 use super::query::{Arg, Kind, Tx};
 use super::{Db, DbError};
+use crate::run::RunOutcome;
 use crate::sql::Dialect;
 use crate::table::TableId;
 
@@ -26,43 +27,6 @@ pub struct NewRun<'a> {
     /// Why a snapshot runs: `initial`, `snapshot_required`, `out_of_range`, `schema_rebuild`, `requested`.
     pub reason: Option<&'a str>,
     pub since: Option<DateTime<Utc>>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunOutcome {
-    Running,
-    Success,
-    Failed,
-    /// The process died during the run; nothing of it was applied.
-    Interrupted,
-    /// An operator cancelled the run; nothing of it was applied.
-    Cancelled,
-}
-
-impl RunOutcome {
-    /// The outcome as the run history stores it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Running => "running",
-            RunOutcome::Success => "success",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Interrupted => "interrupted",
-            RunOutcome::Cancelled => "cancelled",
-        }
-    }
-
-    /// The outcome of a stored name; unknown names read as `interrupted`.
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "success" => RunOutcome::Success,
-            "failed" => RunOutcome::Failed,
-            "running" => RunOutcome::Running,
-            "cancelled" => RunOutcome::Cancelled,
-            _ => RunOutcome::Interrupted,
-        }
-    }
 }
 
 /// The facts of a finished run.

@@ -1,15 +1,33 @@
-//! `/metrics`: the read model's counters and the DAP client's, in the Prometheus text exposition
+//! `/metrics`: the read model's counters and those wired in (the DAP client's), in the Prometheus text exposition
 //! format 0.0.4, written by hand (a few families do not warrant a metrics crate).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::process::ProcessStats;
 use super::{Entry, RunSummary, SkipReason, Status, TableId};
-use crate::dap::Histogram;
+use crate::histogram::Histogram;
+
+/// Metric families from outside the read model (the DAP client's counters), written after its own
+/// on every scrape. `app` wires them.
+#[derive(Clone)]
+pub struct MetricsSource(Arc<dyn Fn(&mut Exposition) + Send + Sync>);
+
+impl MetricsSource {
+    pub fn new(write: impl Fn(&mut Exposition) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(write))
+    }
+}
+
+impl std::fmt::Debug for MetricsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSource")
+    }
+}
 
 /// The `Content-Type` of [`Status::render_metrics`].
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -90,7 +108,7 @@ impl TableCounters {
 
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub enum MetricKind {
     Counter,
     Gauge,
     Histogram,
@@ -98,22 +116,24 @@ enum Kind {
 
 /// Exposition text being written. Families must be written whole, one after another.
 #[derive(Debug, Default)]
-struct Exposition {
+pub struct Exposition {
     text: String,
 }
 
 impl Exposition {
-    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    /// Starts a family: its `# HELP` and `# TYPE` lines.
+    pub fn family(&mut self, name: &str, kind: MetricKind, help: &str) {
         let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
         };
         let help = help.replace('\\', r"\\").replace('\n', r"\n");
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    /// One sample of the current family.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -132,7 +152,8 @@ impl Exposition {
         let _ = writeln!(self.text, " {}", number(value));
     }
 
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+    /// The samples of one histogram (`_bucket`, `_sum`, `_count`) of the current family.
+    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
         let mut cumulative = 0;
         let bucket = format!("{name}_bucket");
         for (bound, count) in histogram.bounds.iter().zip(&histogram.buckets) {
@@ -287,14 +308,13 @@ const SPLIT_COUNTERS: [SplitCounter; 3] = [
 impl Status {
     /// Every metric as Prometheus text (see [`METRICS_CONTENT_TYPE`]).
     pub fn render_metrics(&self) -> String {
-        let client = self.inner.client.as_ref().map(|c| c.metrics());
         let now = Utc::now();
         let mut out = Exposition::default();
         {
             let state = self.state();
             let tables: Vec<(&TableId, &Entry)> = state.tables.iter().collect();
             for (name, help, value) in TABLE_GAUGES {
-                out.family(name, Kind::Gauge, help);
+                out.family(name, MetricKind::Gauge, help);
                 for (id, entry) in &tables {
                     if let Some(v) = value(entry, now) {
                         out.sample(name, &labels(id), v);
@@ -302,13 +322,13 @@ impl Status {
                 }
             }
             for (name, help, value) in TABLE_COUNTERS {
-                out.family(name, Kind::Counter, help);
+                out.family(name, MetricKind::Counter, help);
                 for (id, entry) in &tables {
                     out.sample(name, &labels(id), value(&entry.counters) as f64);
                 }
             }
             for (name, help, label, values) in SPLIT_COUNTERS {
-                out.family(name, Kind::Counter, help);
+                out.family(name, MetricKind::Counter, help);
                 for (id, entry) in &tables {
                     let [ns, table] = labels(id);
                     for (value, n) in values(&entry.counters) {
@@ -319,7 +339,7 @@ impl Status {
             let name = "dapsync_table_run_duration_seconds";
             out.family(
                 name,
-                Kind::Histogram,
+                MetricKind::Histogram,
                 "Duration of table runs, retries included, time queued for a slot or a query left out.",
             );
             for (id, entry) in &tables {
@@ -328,7 +348,7 @@ impl Status {
             let name = "dapsync_table_queue_seconds";
             out.family(
                 name,
-                Kind::Histogram,
+                MetricKind::Histogram,
                 "Time table runs waited for a slot (max_concurrent_tables) or for the query budget.",
             );
             for (id, entry) in &tables {
@@ -337,32 +357,32 @@ impl Status {
             let name = "dapsync_build_info";
             out.family(
                 name,
-                Kind::Gauge,
+                MetricKind::Gauge,
                 "Always 1; the labels say which dapsync runs.",
             );
             out.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-            let process: [(&str, Kind, &str, f64); 4] = [
+            let process: [(&str, MetricKind, &str, f64); 4] = [
                 (
                     "dapsync_start_time_seconds",
-                    Kind::Gauge,
+                    MetricKind::Gauge,
                     "When the process started (Unix time).",
                     seconds(self.inner.started_at),
                 ),
                 (
                     "dapsync_tables",
-                    Kind::Gauge,
+                    MetricKind::Gauge,
                     "Tables scheduled.",
                     tables.len() as f64,
                 ),
                 (
                     "dapsync_account_paused",
-                    Kind::Gauge,
+                    MetricKind::Gauge,
                     "1 while every table waits after an account-level error.",
                     f64::from(u8::from(state.paused_until.is_some_and(|t| t > now))),
                 ),
                 (
                     "dapsync_ready",
-                    Kind::Gauge,
+                    MetricKind::Gauge,
                     "1 when the database answered and the login worked at the last check.",
                     f64::from(u8::from(state.database.ok && state.login.ok)),
                 ),
@@ -372,88 +392,8 @@ impl Status {
                 out.sample(name, &[], value);
             }
         }
-        if let Some(client) = client {
-            let name = "dapsync_dap_requests_total";
-            out.family(
-                name,
-                Kind::Counter,
-                "DAP API requests by endpoint and HTTP status (`error`: no answer).",
-            );
-            for ((endpoint, status), n) in &client.requests {
-                let labels = [("endpoint", *endpoint), ("status", status.as_str())];
-                out.sample(name, &labels, *n as f64);
-            }
-            let name = "dapsync_dap_retries_total";
-            out.family(
-                name,
-                Kind::Counter,
-                "DAP API requests sent again after a transient failure.",
-            );
-            for (endpoint, n) in &client.retries {
-                out.sample(name, &[("endpoint", *endpoint)], *n as f64);
-            }
-            let name = "dapsync_dap_request_duration_seconds";
-            out.family(
-                name,
-                Kind::Histogram,
-                "DAP API request latency until the answer's head, by endpoint and HTTP status.",
-            );
-            for ((endpoint, status), histogram) in &client.request_durations {
-                let labels = [("endpoint", *endpoint), ("status", status.as_str())];
-                out.histogram(name, &labels, histogram);
-            }
-            let name = "dapsync_dap_rate_limited_total";
-            out.family(
-                name,
-                Kind::Counter,
-                "DAP API answers 429 Too Many Requests, by endpoint.",
-            );
-            for (endpoint, n) in &client.rate_limited {
-                out.sample(name, &[("endpoint", *endpoint)], *n as f64);
-            }
-            let name = "dapsync_dap_job_wait_seconds";
-            out.family(
-                name,
-                Kind::Histogram,
-                "Time from a query's start to its job's end.",
-            );
-            out.histogram(name, &[], &client.job_waits);
-            let totals: [(&str, &str, f64); 6] = [
-                (
-                    "dapsync_dap_logins_total",
-                    "Successful logins.",
-                    client.logins as f64,
-                ),
-                (
-                    "dapsync_dap_rate_limit_waits_total",
-                    "Query starts that waited for the client-side rate limiter.",
-                    client.rate_limit_waits as f64,
-                ),
-                (
-                    "dapsync_dap_rate_limit_wait_seconds_total",
-                    "Time spent waiting for the client-side rate limiter.",
-                    client.rate_limit_wait_seconds,
-                ),
-                (
-                    "dapsync_dap_downloaded_bytes_total",
-                    "Compressed bytes downloaded.",
-                    client.bytes_downloaded as f64,
-                ),
-                (
-                    "dapsync_dap_records_decoded_total",
-                    "Records decoded from downloads.",
-                    client.records_decoded as f64,
-                ),
-                (
-                    "dapsync_dap_malformed_lines_total",
-                    "Downloaded lines that were not valid records.",
-                    client.malformed_lines as f64,
-                ),
-            ];
-            for (name, help, value) in totals {
-                out.family(name, Kind::Counter, help);
-                out.sample(name, &[], value);
-            }
+        if let Some(source) = &self.inner.metrics_source {
+            (source.0)(&mut out);
         }
         process_metrics(&mut out, &ProcessStats::read());
         out.text
@@ -462,40 +402,40 @@ impl Status {
 
 /// The `process_*` families of Prometheus' client libraries.
 fn process_metrics(out: &mut Exposition, stats: &ProcessStats) {
-    let families: [(&str, Kind, &str, Option<f64>); 6] = [
+    let families: [(&str, MetricKind, &str, Option<f64>); 6] = [
         (
             "process_cpu_seconds_total",
-            Kind::Counter,
+            MetricKind::Counter,
             "Total user and system CPU time spent in seconds.",
             stats.cpu_seconds,
         ),
         (
             "process_resident_memory_bytes",
-            Kind::Gauge,
+            MetricKind::Gauge,
             "Resident memory size in bytes.",
             stats.resident_memory_bytes,
         ),
         (
             "process_virtual_memory_bytes",
-            Kind::Gauge,
+            MetricKind::Gauge,
             "Virtual memory size in bytes.",
             stats.virtual_memory_bytes,
         ),
         (
             "process_start_time_seconds",
-            Kind::Gauge,
+            MetricKind::Gauge,
             "Start time of the process since unix epoch in seconds.",
             stats.start_time_seconds,
         ),
         (
             "process_open_fds",
-            Kind::Gauge,
+            MetricKind::Gauge,
             "Number of open file descriptors.",
             stats.open_fds,
         ),
         (
             "process_max_fds",
-            Kind::Gauge,
+            MetricKind::Gauge,
             "Maximum number of open file descriptors.",
             stats.max_fds,
         ),

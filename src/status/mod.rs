@@ -5,7 +5,7 @@
 mod metrics;
 mod process;
 
-pub use metrics::METRICS_CONTENT_TYPE;
+pub use metrics::{Exposition, METRICS_CONTENT_TYPE, MetricKind, MetricsSource};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,9 +17,9 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::config::CronSchedule;
-use crate::dap::DapClient;
-use crate::db::{ObjectWarning, RunOutcome, TableStatus};
+use crate::run::{ObjectWarning, RunOutcome};
 pub use crate::table::TableId;
+use crate::table::TableStatus;
 
 use metrics::TableCounters;
 
@@ -216,8 +216,8 @@ pub struct Status {
 #[derive(Debug)]
 struct Inner {
     started_at: DateTime<Utc>,
-    /// Whose counters `/metrics` includes.
-    client: Option<DapClient>,
+    /// Metric families `/metrics` adds to the read model's own.
+    metrics_source: Option<MetricsSource>,
     events: broadcast::Sender<RunEvent>,
     state: Mutex<State>,
 }
@@ -340,13 +340,13 @@ impl Default for Status {
 }
 
 impl Status {
-    /// An empty model; `/metrics` includes the counters of `client` when given.
-    pub fn new(client: Option<DapClient>) -> Self {
+    /// An empty model; `/metrics` adds the families of `metrics_source` when given.
+    pub fn new(metrics_source: Option<MetricsSource>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Self {
             inner: Arc::new(Inner {
                 started_at: Utc::now(),
-                client,
+                metrics_source,
                 events,
                 state: Mutex::new(State {
                     tables: BTreeMap::new(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
-use crate::db::{RunKind, TableStatus};
+use crate::table::TableStatus;
 
 fn id(table: &str) -> TableId {
     TableId::new("canvas", table)
@@ -16,10 +16,17 @@ fn hourly(tables: &[&str]) -> Vec<(TableId, CronSchedule)> {
         .collect()
 }
 
+/// The kind of a run in these tests.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Snapshot,
+    Incremental,
+}
+
 /// What a run of `canvas.<table>` did (`_table` names the run for the reader).
-fn report(_table: &str, kind: RunKind, watermark: DateTime<Utc>, upserted: i64) -> RunSummary {
+fn report(_table: &str, kind: Kind, watermark: DateTime<Utc>, upserted: i64) -> RunSummary {
     RunSummary {
-        snapshot_reason: (kind == RunKind::Snapshot).then_some("initial"),
+        snapshot_reason: (kind == Kind::Snapshot).then_some("initial"),
         watermark,
         schema_version: 3,
         upserted,
@@ -109,7 +116,7 @@ fn runs_move_the_state_and_report_failing_and_recovery() {
     assert_eq!(status.table(&courses).unwrap().consecutive_failures, 2);
 
     let watermark = Utc::now() - TimeDelta::seconds(30);
-    let reports = [report("courses", RunKind::Incremental, watermark, 5)];
+    let reports = [report("courses", Kind::Incremental, watermark, 5)];
     let recovered = status.succeeded(&courses, &reports, Duration::from_secs(3));
     assert_eq!(recovered.unwrap().message, failure().message);
     let view = status.table(&courses).unwrap();
@@ -150,7 +157,7 @@ async fn subscribers_see_every_event_in_order() {
     status.started(&courses);
     status.succeeded(
         &courses,
-        &[report("courses", RunKind::Snapshot, watermark, 40)],
+        &[report("courses", Kind::Snapshot, watermark, 40)],
         Duration::from_secs(1),
     );
     status.skipped(&courses, SkipReason::Running);
@@ -241,8 +248,8 @@ fn metrics_count_runs_rows_skips_and_durations() {
     status.succeeded(
         &courses,
         &[
-            report("courses", RunKind::Incremental, watermark, 5),
-            report("courses", RunKind::Snapshot, watermark, 40),
+            report("courses", Kind::Incremental, watermark, 5),
+            report("courses", Kind::Snapshot, watermark, 40),
         ],
         Duration::from_secs(3),
     );
@@ -321,7 +328,7 @@ fn last_run_shows_the_user_objects_a_run_could_not_keep() {
         object: r#"view "public"."course_names""#.into(),
         message: "could not be recreated: column \"name\" does not exist".into(),
     };
-    let mut run = report("courses", RunKind::Snapshot, Utc::now(), 5);
+    let mut run = report("courses", Kind::Snapshot, Utc::now(), 5);
     run.warnings = vec![warning.clone()];
     status.started(&courses);
     status.succeeded(&courses, &[run], Duration::from_secs(1));

@@ -160,7 +160,7 @@ pub async fn start(config: &Config) -> (Daemon, Events) {
 
 /// [`start`] on an engine of the test's own.
 pub async fn start_with(config: &Config, engine: Engine) -> (Daemon, Events) {
-    let status = Status::new(Some(engine.dap().clone()));
+    let status = Status::new(Some(dapsync::app::dap_metrics(engine.dap().clone())));
     let events = Events::new(&status);
     let daemon = Daemon::start_with(config, engine, status).await.unwrap();
     (daemon, events)

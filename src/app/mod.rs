@@ -2,6 +2,10 @@
 //! from the configuration here, for the one-shot commands and the daemon alike; [`Daemon`] puts
 //! the scheduler, the HTTP endpoint and the systemd notifications around them.
 
+mod dap_metrics;
+
+pub use dap_metrics::dap_metrics;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -298,7 +302,7 @@ impl Daemon {
     /// one), and tells systemd the service is ready.
     pub async fn start(config: &Config) -> Result<Daemon, Error> {
         let engine = engine(config, ProgressMode::Log).await?;
-        let status = Status::new(Some(engine.dap().clone()));
+        let status = Status::new(Some(dap_metrics(engine.dap().clone())));
         Self::start_with(config, engine, status).await
     }
 
