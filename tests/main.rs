@@ -12,6 +12,7 @@ mod dap;
 mod engine;
 mod evolve;
 mod export;
+mod files;
 mod formats;
 mod guard;
 mod history;

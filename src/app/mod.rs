@@ -18,11 +18,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
+use crate::config::Target;
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::DapError;
 use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
 use crate::db::Db;
 use crate::db::DbError;
+use crate::destination::{DestinationError, Files};
 use crate::export::ExportError;
 use crate::notify::Notifier;
 use crate::scheduler::SchedulerError;
@@ -50,6 +52,8 @@ pub enum Error {
     Dap(#[from] DapError),
     #[error("database")]
     Db(#[from] DbError),
+    #[error("destination")]
+    Destination(#[from] DestinationError),
     #[error("table schema")]
     Schema(#[from] SchemaError),
     #[error(transparent)]
@@ -82,6 +86,7 @@ impl Error {
         match self {
             Error::Dap(e) => e.is_transient(),
             Error::Db(e) => e.is_transient(),
+            Error::Destination(e) => e.is_transient(),
             Error::Sync(e) => e.is_transient(),
             Error::Export(ExportError::Dap(e)) => e.is_transient(),
             Error::Export(_)
@@ -190,9 +195,77 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
 
 /// A replication engine for the configured API and database.
 pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, Error> {
-    let dap = dap_client(config)?;
-    let db = database(config).await?;
-    Ok(Engine::new(dap, db, sync_options(config, progress)))
+    engine_with(config, dap_client(config)?, progress).await
+}
+
+/// A replication engine on `dap` for the configured destination: the database, or a directory
+/// of files (whose operator controls, pauses and cancels, live in a SQLite file inside it).
+pub async fn engine_with(
+    config: &Config,
+    dap: DapClient,
+    progress: ProgressMode,
+) -> Result<Engine, Error> {
+    let options = sync_options(config, progress);
+    match config.database.url.target()? {
+        Target::Database(_) => Ok(Engine::new(dap, database(config).await?, options)),
+        Target::Files(target) => {
+            let files = Files::new(&target);
+            files.check().map_err(DestinationError::from)?;
+            let control = control_database(config).await?;
+            Ok(Engine::with_destination(
+                dap,
+                control,
+                Arc::new(files),
+                options,
+            ))
+        }
+    }
+}
+
+/// The database of the operator's controls: the configured database, or for a files
+/// destination `DIR/.dapsync/control.db` (pauses and cancel requests; the chain's state is in
+/// the files themselves).
+pub async fn control_database(config: &Config) -> Result<Db, Error> {
+    let Target::Files(target) = config.database.url.target()? else {
+        return database(config).await;
+    };
+    let folder = target.directory.join(".dapsync");
+    std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
+        context: format!("creating {}", folder.display()),
+        source,
+    })?;
+    let url = crate::config::DatabaseUrl::new(format!(
+        "sqlite://{}",
+        folder.join("control.db").display()
+    ));
+    let ddl = crate::sql::DdlOptions::default();
+    let db = Db::connect(&url, config.database.max_connections, ddl).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The tables the configured destination holds, with their state, read as they are: a
+/// database is opened read-only (see [`existing_database`]), a directory only read.
+pub async fn table_statuses(config: &Config) -> Result<Vec<crate::sync::TableStatus>, Error> {
+    match config.database.url.target()? {
+        Target::Files(target) => {
+            if !target.directory.is_dir() {
+                return Err(Error::Usage(format!(
+                    "no files destination at {}: the directory does not exist",
+                    target.directory.display()
+                )));
+            }
+            Ok(Files::new(&target)
+                .table_statuses()
+                .map_err(DestinationError::from)?)
+        }
+        Target::Database(_) => {
+            let db = existing_database(config).await?;
+            let statuses = db.table_statuses().await;
+            db.close().await;
+            Ok(statuses?)
+        }
+    }
 }
 
 /// Resolves a table selection to tables, asking the API for the namespace's

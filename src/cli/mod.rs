@@ -420,11 +420,7 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     } else {
         ProgressMode::Log
     };
-    let engine = crate::sync::Engine::new(
-        dap,
-        app::database(config).await?,
-        app::sync_options(config, progress),
-    );
+    let engine = app::engine_with(config, dap, progress).await?;
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
     for (table, result) in results {

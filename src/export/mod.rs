@@ -163,9 +163,10 @@ pub async fn save_job(
     let concurrency = dap.download_concurrency();
     for batch in missing.chunks(URL_BATCH) {
         let urls = dap.resolve_urls(batch).await?;
-        let saves = batch.iter().map(|object| {
+        // Owned objects: the future stays `Send` for any caller (a boxed destination load too).
+        let saves = batch.iter().cloned().map(|object| {
             let url = urls.get(&object.id).cloned().unwrap_or_default();
-            let name = object_file_name(object, &url);
+            let name = object_file_name(&object, &url);
             let name = match (
                 options.decompress && options.format.is_gzip(),
                 name.strip_suffix(".gz"),
@@ -179,7 +180,7 @@ pub async fn save_job(
                 let on_bytes = |bytes| progress.received(bytes);
                 let bytes = dap
                     .save_object(
-                        object,
+                        &object,
                         url,
                         &path,
                         options.format,
