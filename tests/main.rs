@@ -19,5 +19,6 @@ mod history;
 mod monitoring;
 mod official;
 mod preserve;
+mod replicas;
 mod schema;
 mod startup;

@@ -21,9 +21,11 @@ use crate::config::ConfigError;
 use crate::config::Target;
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::DapError;
-use crate::dap::{ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy};
-use crate::db::Db;
+use crate::dap::{
+    BudgetFuture, ClientOptions, DapClient, PollPolicy, RateLimit, RetryPolicy, SharedBudget,
+};
 use crate::db::DbError;
+use crate::db::{Db, QueryStart};
 use crate::destination::{DestinationError, Files};
 use crate::export::ExportError;
 use crate::notify::Notifier;
@@ -193,7 +195,8 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     }
 }
 
-/// A replication engine for the configured API and database.
+/// A replication engine for the configured API and database; its query limit is shared with
+/// every process on the database (see [`share_query_budget`]).
 pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, Error> {
     engine_with(config, dap_client(config)?, progress).await
 }
@@ -207,11 +210,17 @@ pub async fn engine_with(
 ) -> Result<Engine, Error> {
     let options = sync_options(config, progress);
     match config.database.url.target()? {
-        Target::Database(_) => Ok(Engine::new(dap, database(config).await?, options)),
+        Target::Database(_) => {
+            let db = database(config).await?;
+            share_query_budget(config, &dap, &db)?;
+            Ok(Engine::new(dap, db, options))
+        }
         Target::Files(target) => {
             let files = Files::new(&target);
             files.check().map_err(DestinationError::from)?;
+            // Daemons writing one directory share the budget through its control database.
             let control = control_database(config).await?;
+            share_query_budget(config, &dap, &control)?;
             Ok(Engine::with_destination(
                 dap,
                 control,
@@ -265,6 +274,48 @@ pub async fn table_statuses(config: &Config) -> Result<Vec<crate::sync::TableSta
             db.close().await;
             Ok(statuses?)
         }
+    }
+}
+
+/// Makes `dap` take its query starts from the budget that every process on `db` shares (the
+/// daemon's replicas, a manual `dapsync sync` beside them), one per client id: together they
+/// start at most `dap.queries_per_minute` queries a minute. An in-memory SQLite database is
+/// seen by this process alone, whose own limit is enough.
+pub fn share_query_budget(config: &Config, dap: &DapClient, db: &Db) -> Result<(), Error> {
+    if db.shares_query_budget() {
+        let (client_id, _) = config.dap_credentials()?;
+        let name = format!(
+            "start_query {:016x}",
+            crate::hash::fnv1a(client_id.as_bytes())
+        );
+        dap.share_query_budget(Arc::new(DatabaseBudget {
+            db: db.clone(),
+            name,
+        }));
+    }
+    Ok(())
+}
+
+/// The database's query budget (see [`Db::take_query_start`]) as the DAP client takes it.
+#[derive(Debug)]
+struct DatabaseBudget {
+    db: Db,
+    /// The budget's row: the API limits each client id on its own.
+    name: String,
+}
+
+impl SharedBudget for DatabaseBudget {
+    fn try_take(&self, limit: RateLimit) -> BudgetFuture<'_> {
+        Box::pin(async move {
+            match self
+                .db
+                .take_query_start(&self.name, limit.max, limit.per)
+                .await?
+            {
+                QueryStart::Taken(_) => Ok(None),
+                QueryStart::Full(wait) => Ok(Some(wait)),
+            }
+        })
     }
 }
 

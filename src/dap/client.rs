@@ -19,7 +19,7 @@ use super::error::DapError;
 use super::http::{GET_JOB, GET_SCHEMA, LIST_TABLES, Limit, OBJECT_URLS, START_QUERY};
 use super::job::{CompleteJob, Job, JobStatus, ObjectRef, Query};
 use super::metrics::{ClientMetrics, Metrics};
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{RateLimiter, SharedBudget};
 use super::record::{LineDecoder, RecordDecoder};
 
 /// Sent as `User-Agent` on every request.
@@ -235,6 +235,13 @@ impl DapClient {
                 options,
             }),
         })
+    }
+
+    /// Shares the query limit with other processes: from now on every query start also takes
+    /// a start from `budget` (with [`RateLimit::max`] of the client's query rate, the window a
+    /// second longer than the API's). False, and nothing changes, if a budget is shared already.
+    pub fn share_query_budget(&self, budget: Arc<dyn SharedBudget>) -> bool {
+        self.inner.query_limiter.share(budget)
     }
 
     /// Logs in now (or reuses a valid token): readiness checks use it.

@@ -323,6 +323,14 @@ pub enum DapError {
         #[source]
         last: Box<DapError>,
     },
+    /// The query budget shared with other processes could not be consulted (its database
+    /// failed); no query was started.
+    #[error("cannot take a query start from the shared budget")]
+    Budget {
+        /// What the budget's store said.
+        #[source]
+        source: super::ratelimit::BudgetError,
+    },
     /// The client options cannot work.
     #[error("invalid client setting: {0}")]
     Config(String),
@@ -353,7 +361,8 @@ impl DapError {
             DapError::Api { error, .. } | DapError::JobFailed { error, .. } => error.is_transient(),
             DapError::Transport { .. }
             | DapError::IncompleteObject { .. }
-            | DapError::JobTimeout { .. } => true,
+            | DapError::JobTimeout { .. }
+            | DapError::Budget { .. } => true,
             DapError::RetriesExhausted { last, .. } => last.is_transient(),
             DapError::Decode { .. } | DapError::Config(_) | DapError::Write { .. } => false,
         }
@@ -388,6 +397,7 @@ impl DapError {
             DapError::IncompleteObject { .. } => "IncompleteObject",
             DapError::Decode { .. } => "DecodeError",
             DapError::JobTimeout { .. } => "JobTimeout",
+            DapError::Budget { .. } => "BudgetError",
             DapError::RetriesExhausted { last, .. } => last.type_name(),
             DapError::Config(_) => "ConfigError",
             DapError::Write { .. } => "WriteError",

@@ -23,6 +23,7 @@ pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};
 pub use metrics::{
     ClientMetrics, Histogram, JOB_WAIT_BUCKETS, REQUEST_BUCKETS, rate_limit_wait_of,
 };
+pub use ratelimit::{BudgetError, BudgetFuture, SHARED_BUDGET_MARGIN, SharedBudget};
 pub use record::{Action, LineDecoder, MalformedLine, Record, RecordBatch, RecordDecoder};
 pub use save::{FileQuery, Format, object_file_name};
 

@@ -58,11 +58,8 @@ impl Db {
                 .map_err(DbError::sql(&context))?;
                 (locked == Some(1)).then_some(Held::Mysql(conn, lock_name))
             }
-            Pool::Sqlite(_) => match &self.sqlite_path {
-                Some(path) => {
-                    let mut dir = path.clone().into_os_string();
-                    dir.push(".locks");
-                    let dir = PathBuf::from(dir);
+            Pool::Sqlite(_) => match self.locks_dir() {
+                Some(dir) => {
                     let io = |source| DbError::Io {
                         context: context.clone(),
                         source,
@@ -93,6 +90,15 @@ impl Db {
             },
         };
         Ok(held.map(|held| TableLock { inner: Some(held) }))
+    }
+}
+
+impl Db {
+    /// SQLite on a file: the folder beside it that holds the lock files (`<file>.locks`).
+    pub(super) fn locks_dir(&self) -> Option<PathBuf> {
+        let mut dir = self.sqlite_path.as_ref()?.clone().into_os_string();
+        dir.push(".locks");
+        Some(PathBuf::from(dir))
     }
 }
 

@@ -2,6 +2,7 @@
 //! writes the control tables, takes per-table locks, loads snapshots and change sets with each
 //! database's fast path, and runs the statements `sql` renders.
 
+mod budget;
 mod control;
 mod inspect;
 mod live;
@@ -25,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, PgPool, SqlitePool};
 
+pub use budget::QueryStart;
 pub use control::{Reject, SyncState};
 pub use inspect::canonical_record;
 pub use load::{Commit, Load, LoadStats, RowChange, connections_per_table};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::FakeTable;
 use super::error::FakeError;
-use super::fault::{Fault, Target};
+use super::fault::{Endpoint, Fault, Target};
 use super::limit::RateLimits;
 use super::server::App;
 use super::table::{Changes, TableName};
@@ -39,6 +39,7 @@ pub(super) fn router() -> Router<App> {
         )
         .route("/_fake/faults", post(inject))
         .route("/_fake/requests", get(requests).delete(clear_requests))
+        .route("/_fake/requests/busiest", get(busiest))
         .route("/_fake/travel", post(travel))
         .route("/_fake/rate_limits", put(set_rate_limits))
 }
@@ -157,6 +158,24 @@ async fn requests(State(app): State<App>) -> Json<Value> {
 async fn clear_requests(State(app): State<App>) -> StatusCode {
     app.requests().clear();
     StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct Busiest {
+    endpoint: Endpoint,
+    /// Seconds; a minute unless given.
+    window: Option<f64>,
+}
+
+/// `?endpoint=query&window=60`: `{"requests": N}`, the most accepted within any window.
+async fn busiest(
+    State(app): State<App>,
+    Query(query): Query<Busiest>,
+) -> Result<Json<Value>, StatusCode> {
+    let window = Duration::try_from_secs_f64(query.window.unwrap_or(60.0))
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let requests = app.busiest(query.endpoint, window);
+    Ok(Json(json!({"requests": requests})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::fault::Endpoint;
@@ -108,9 +109,37 @@ impl Windows {
     }
 }
 
+/// The most of `instants` within any `window` (a window holds the instants less than `window`
+/// after its first, as the limit counts them).
+pub(super) fn busiest(mut instants: Vec<DateTime<Utc>>, window: Duration) -> usize {
+    instants.sort();
+    let window = chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    let mut most = 0;
+    let mut first = 0;
+    for (last, &at) in instants.iter().enumerate() {
+        while at.signed_duration_since(instants[first]) >= window {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busiest_window_counts_what_a_limit_would() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let at = |ms: i64| t0 + chrono::TimeDelta::milliseconds(ms);
+        let minute = Duration::from_secs(60);
+        assert_eq!(busiest(Vec::new(), minute), 0);
+        // 0 s, 30 s and 59.999 s share a minute; 60 s does not share one with 0 s.
+        let instants = vec![at(60_000), at(0), at(30_000), at(59_999), at(200_000)];
+        assert_eq!(busiest(instants, minute), 3);
+        assert_eq!(busiest(vec![at(0), at(60_000), at(120_000)], minute), 1);
+    }
 
     #[test]
     fn a_full_window_refuses_until_its_oldest_request_leaves() {

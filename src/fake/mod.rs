@@ -321,12 +321,19 @@ impl FakeDap {
         )
     }
 
-    /// Moves the fake's clock forward: tokens, URLs and jobs expire as if that time had passed,
     /// Sets the API's rate limits (`None`: none), starting with empty windows.
     pub fn set_rate_limits(&self, limits: Option<RateLimits>) {
         self.app.set_rate_limits(limits);
     }
 
+    /// The most requests to `endpoint` the fake accepted (answered other than 429) within any
+    /// `window`, since the request log was last cleared: with [`Endpoint::Query`] and a minute,
+    /// the most queries started in any minute, which the API's limit bounds.
+    pub fn busiest(&self, endpoint: Endpoint, window: Duration) -> usize {
+        self.app.busiest(endpoint, window)
+    }
+
+    /// Moves the fake's clock forward: tokens, URLs and jobs expire as if that time had passed,
     /// and later commits are at least that much later.
     pub fn travel(&self, by: Duration) {
         self.app.world().clock.travel(by);

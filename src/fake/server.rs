@@ -123,6 +123,17 @@ impl Inner {
         lock(&self.requests)
     }
 
+    /// See [`FakeDap::busiest`](super::FakeDap::busiest).
+    pub(super) fn busiest(&self, endpoint: Endpoint, window: Duration) -> usize {
+        let accepted: Vec<DateTime<Utc>> = self
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == endpoint && r.status != 429)
+            .map(|r| r.received_at)
+            .collect();
+        super::limit::busiest(accepted, window)
+    }
+
     /// Sets the API's rate limits (see [`RateLimits`]).
     pub(super) fn set_rate_limits(&self, limits: Option<RateLimits>) {
         lock(&self.limits).set(limits);
