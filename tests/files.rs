@@ -145,7 +145,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
-/// The folders of jobs still downloading in the table's folder, with the files complete so far.
+/// The folders of jobs still downloading in the table's folder, with the files their partial
+/// manifest lists as complete (those a resumed download keeps).
 fn downloading(table: &Path) -> Vec<(PathBuf, usize)> {
     let mut found = Vec::new();
     for generation in std::fs::read_dir(table).into_iter().flatten() {
@@ -154,15 +155,11 @@ fn downloading(table: &Path) -> Vec<(PathBuf, usize)> {
             let job = job.unwrap().path();
             let name = job.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with(".job_") && name.ends_with(".part") && job.is_dir() {
-                let complete = std::fs::read_dir(&job)
-                    .unwrap()
-                    .filter(|f| {
-                        let name = f.as_ref().unwrap().file_name();
-                        let name = name.to_string_lossy();
-                        name.starts_with("part-") && !name.ends_with(".part")
-                    })
-                    .count();
-                found.push((job, complete));
+                let listed = std::fs::read(job.join("manifest.json.part"))
+                    .ok()
+                    .and_then(|text| serde_json::from_slice::<Manifest>(&text).ok())
+                    .map_or(0, |manifest| manifest.files.len());
+                found.push((job, listed));
             }
         }
     }
@@ -288,8 +285,8 @@ level = "info"
     // complete files, and the chain goes on without a gap or a repeat.
     fake.inject(
         Fault::SlowBody {
-            chunk_bytes: 32,
-            pause_ms: 100,
+            chunk_bytes: 512,
+            pause_ms: 200,
         },
         Endpoint::Download,
         100_000,
