@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use dapsync::db::{QueryStart, RunOutcome};
 use dapsync::fake::{Changes, Endpoint, FakeDap, RateLimits};
 use dapsync::sql::Dialect;
-use dapsync::sync::Engine;
+use dapsync::sync::{Engine, Mode, RunKind};
 use dapsync::table::TableId;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -75,6 +75,48 @@ async fn concurrent_takers_on_separate_connections_never_exceed_the_shared_budge
         }
     }
 }
+
+/// Replicas tick together: the one that locks the table first serves the tick, and the others,
+/// finding it synced since the tick, run nothing and start no query; a later tick runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_another_replica_served_runs_nothing() {
+    for dialect in DIALECTS {
+        let fake = support::fake(&[("canvas", "courses", 10)]).await;
+        let db = TestDb::new(dialect).await;
+        let (first, second) = (
+            support::engine(&fake, &db).await,
+            support::engine(&fake, &db).await,
+        );
+        let courses = TableId::new("canvas", "courses");
+        let queries = || support::daemon::requests(&fake, Endpoint::Query, None);
+        let tick = Utc::now() - TimeDelta::seconds(1);
+        let served = first.sync_table(&courses, Mode::Tick(tick)).await.unwrap();
+        assert_eq!(served.len(), 1, "{dialect:?}");
+        let before = queries();
+        let again = second.sync_table(&courses, Mode::Tick(tick)).await.unwrap();
+        assert!(again.is_empty(), "{dialect:?}: {again:?}");
+        assert_eq!(queries(), before, "{dialect:?}");
+
+        fake.advance("canvas", "courses", CHANGES);
+        let next = second
+            .sync_table(&courses, Mode::Tick(Utc::now()))
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1, "{dialect:?}");
+        assert_eq!(next[0].kind, RunKind::Incremental);
+        assert_eq!(queries(), before + 1, "{dialect:?}");
+        support::assert_replica_matches(&second, &fake, "canvas", "courses").await;
+        first.db().close().await;
+        second.db().close().await;
+    }
+}
+
+const CHANGES: Changes = Changes {
+    updates: 3,
+    inserts: 2,
+    deletes: 1,
+    inserted_then_deleted: 1,
+};
 
 const TABLES: [&str; 10] = [
     "accounts",
@@ -150,18 +192,12 @@ async fn three_daemons_share_the_tables_and_one_query_budget(dialect: Dialect) {
         },
     )
     .await;
-    let changes = Changes {
-        updates: 3,
-        inserts: 2,
-        deletes: 1,
-        inserted_then_deleted: 1,
-    };
     let commits: Vec<(TableId, DateTime<Utc>)> = TABLES
         .iter()
         .map(|&t| {
             (
                 TableId::new("canvas", t),
-                fake.advance("canvas", t, changes),
+                fake.advance("canvas", t, CHANGES),
             )
         })
         .collect();

@@ -21,6 +21,8 @@ pub struct SyncState {
     pub schema_version: i64,
     /// The table's JSON schema without `meta`, as stored in `table_sync.schema_description`.
     pub schema_description: String,
+    /// When dapsync last synced the table (any process on this database).
+    pub last_success_at: Option<DateTime<Utc>>,
 }
 
 /// A MySQL snapshot whose staging table is complete but not yet swapped in (kept in
@@ -104,20 +106,21 @@ impl Db {
         else {
             return Err(DbError::IncompleteSyncState { table: id.clone() });
         };
-        let watermark = self
+        let own = self
             .fetch(
                 &format!(
-                    "SELECT watermark FROM {} WHERE namespace = ? AND table_name = ?",
+                    "SELECT watermark, last_success_at FROM {} WHERE namespace = ? AND table_name = ?",
                     d.own_table("table_state")
                 ),
                 &[text(namespace), text(table)],
-                &[Kind::Time],
+                &[Kind::Time, Kind::Time],
                 "reading table_state",
             )
             .await?
             .into_iter()
-            .next()
-            .and_then(|row| row[0].time());
+            .next();
+        let watermark = own.as_ref().and_then(|row| row[0].time());
+        let last_success_at = own.as_ref().and_then(|row| row[1].time());
         let since = match watermark {
             Some(exact) if synced_last(d, exact, stamp) => exact,
             // Another client wrote the stamp (`dap`, on a database it set up or took a turn on).
@@ -133,6 +136,7 @@ impl Db {
             since,
             schema_version,
             schema_description,
+            last_success_at,
         }))
     }
 

@@ -47,6 +47,7 @@ impl Destination for Db {
                 since: state.since,
                 stored,
                 live,
+                last_success_at: state.last_success_at,
             }))
         })
     }

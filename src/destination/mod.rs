@@ -78,6 +78,8 @@ pub struct TableState {
     /// The schema the copy has now: `stored`, or a newer one whose in-place changes committed
     /// before a load that did not.
     pub live: TableSchema,
+    /// When the table was last synced, by any process.
+    pub last_success_at: Option<DateTime<Utc>>,
 }
 
 /// What a destination takes of a job, which decides how the job is asked for.

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_cron_scheduler::{Job, JobBuilder, JobScheduler, JobSchedulerError};
@@ -320,7 +320,14 @@ impl Runner {
             // A resync is `Engine::resync`: a new snapshot into staging, swapped in when complete.
             let mode = match trigger {
                 Trigger::Resync => Mode::Resnapshot,
-                Trigger::Schedule | Trigger::Operator => Mode::Sync,
+                Trigger::Operator => Mode::Sync,
+                // Replicas tick together: the first to lock the table serves the tick, the
+                // others find it synced since (cron ticks fall on whole seconds).
+                Trigger::Schedule => Mode::Tick(
+                    started_at
+                        .duration_trunc(TimeDelta::seconds(1))
+                        .unwrap_or(started_at),
+                ),
             };
             let sync = self.engine.sync_table_timed(table, mode);
             let result = tokio::select! {
@@ -342,6 +349,10 @@ impl Runner {
                 }
             };
             let error = match result {
+                Ok(reports) if reports.is_empty() && matches!(mode, Mode::Tick(_)) => {
+                    info!(table = %table, "another process synced the table since the tick; tick skipped");
+                    return self.status.skipped(table, SkipReason::Synced);
+                }
                 Ok(reports) => {
                     drop(permit);
                     return self.succeeded(table, &reports, started.elapsed(), queued);
@@ -689,6 +700,11 @@ impl Runner {
         }
         self.status.set_database_check(database);
         self.status.set_login_check(login);
+        // Other processes on the database (replicas) sync tables too: what they did shows here
+        // as well (the data's freshness; failures and counters stay this process's own).
+        if let Ok(Ok(known)) = timeout(CHECK_TIMEOUT, self.engine.table_statuses()).await {
+            self.status.refresh_known(&known);
+        }
     }
 }
 

@@ -58,16 +58,24 @@ pub enum SkipReason {
     Locked,
     /// Every table is paused after an account-level error.
     Paused,
+    /// Another process (a replica) synced the table since the tick.
+    Synced,
 }
 
 impl SkipReason {
-    const ALL: [SkipReason; 3] = [SkipReason::Running, SkipReason::Locked, SkipReason::Paused];
+    const ALL: [SkipReason; 4] = [
+        SkipReason::Running,
+        SkipReason::Locked,
+        SkipReason::Paused,
+        SkipReason::Synced,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             SkipReason::Running => "running",
             SkipReason::Locked => "locked",
             SkipReason::Paused => "paused",
+            SkipReason::Synced => "synced",
         }
     }
 }
@@ -417,6 +425,30 @@ impl Status {
         }
     }
 
+    /// Takes what the database knows of the tables' data where it is newer than what this
+    /// process saw (another process synced them): last success, synced-until instant, rows and
+    /// schema version. Failures and counters stay this process's own.
+    pub fn refresh_known(&self, known: &[TableStatus]) {
+        let mut state = self.state();
+        for status in known {
+            let id = TableId::new(&status.namespace, &status.table);
+            let Some(entry) = state.tables.get_mut(&id) else {
+                continue;
+            };
+            let newer = match (status.last_success_at, entry.last_success_at) {
+                (Some(theirs), Some(ours)) => theirs > ours,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if newer {
+                entry.last_success_at = status.last_success_at;
+                entry.synced_until = status.synced_until.or(entry.synced_until);
+                entry.rows = status.row_count.or(entry.rows);
+                entry.schema_version = status.schema_version.or(entry.schema_version);
+            }
+        }
+    }
+
     /// The table's tick came and it waits for a slot.
     pub fn queued(&self, id: &TableId) {
         self.with_table(id, |entry| {
@@ -537,7 +569,7 @@ impl Status {
             match reason {
                 // The run that is still going keeps its phase.
                 SkipReason::Running => {}
-                SkipReason::Locked => {
+                SkipReason::Locked | SkipReason::Synced => {
                     entry.phase = Phase::Idle;
                     entry.locked_out = true;
                 }

@@ -341,3 +341,38 @@ fn last_run_shows_the_user_objects_a_run_could_not_keep() {
         serde_json::json!([{"object": warning.object, "message": warning.message}])
     );
 }
+
+#[test]
+fn what_another_process_synced_shows_when_it_is_newer() {
+    let status = Status::default();
+    status.set_tables(&hourly(&["courses", "users"]), &[]);
+    let courses = id("courses");
+    status.started(&courses);
+    assert!(
+        status
+            .failed(&courses, &failure(), Duration::from_secs(1))
+            .is_some()
+    );
+    let now = Utc::now();
+    let theirs = |table: &str, at: DateTime<Utc>| TableStatus {
+        namespace: "canvas".into(),
+        table: table.into(),
+        synced_until: Some(at - TimeDelta::seconds(5)),
+        schema_version: Some(2),
+        row_count: Some(7),
+        last_success_at: Some(at),
+        ..TableStatus::default()
+    };
+    status.refresh_known(&[theirs("courses", now), theirs("quizzes", now)]);
+    let view = status.table(&courses).unwrap();
+    assert_eq!(view.last_success_at, Some(now));
+    assert_eq!(view.synced_until, Some(now - TimeDelta::seconds(5)));
+    assert_eq!((view.rows, view.schema_version), (Some(7), Some(2)));
+    // This process's failures stay its own.
+    assert_eq!(view.consecutive_failures, 1);
+    // An older success changes nothing.
+    status.refresh_known(&[theirs("courses", now - TimeDelta::seconds(60))]);
+    let view = status.table(&courses).unwrap();
+    assert_eq!(view.last_success_at, Some(now));
+    assert_eq!(status.table(&id("users")).unwrap().last_success_at, None);
+}

@@ -92,6 +92,9 @@ pub enum Mode {
     Sync,
     /// Take a new snapshot whatever its state.
     Resnapshot,
+    /// A schedule's tick at this instant: [`Mode::Sync`], unless the table was synced since
+    /// (another replica took the tick), and then nothing.
+    Tick(DateTime<Utc>),
 }
 
 /// What one run did.
@@ -235,7 +238,8 @@ impl Engine {
         crate::dap::rate_limit_wait_of(self.sync_table(id, mode)).await
     }
 
-    /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table), one, or two
+    /// Syncs one table. Returns the runs it made: none (an `Init` of a synced table, a `Tick`
+    /// another process served), one, or two
     /// (an incremental that found the chain broken, then the snapshot that replaced it).
     pub async fn sync_table(&self, id: &TableId, mode: Mode) -> Result<Vec<RunReport>, SyncError> {
         let result = match self.destination.lock(id).await {
@@ -256,7 +260,7 @@ impl Engine {
         // are made against what the table is, not what it was last loaded with.
         let state = self.destination.state(id).await?;
         let state = match (state, mode) {
-            (None, Mode::Init | Mode::Sync) => {
+            (None, Mode::Init | Mode::Sync | Mode::Tick(_)) => {
                 return Ok(vec![self.snapshot(id, "initial", None).await?]);
             }
             (Some(_), Mode::Init) => return Ok(Vec::new()),
@@ -264,7 +268,12 @@ impl Engine {
                 let shape = state.map(|state| state.live);
                 return Ok(vec![self.snapshot(id, "requested", shape).await?]);
             }
-            (Some(state), Mode::Sync) => state,
+            (Some(state), Mode::Tick(tick))
+                if state.last_success_at.is_some_and(|at| at >= tick) =>
+            {
+                return Ok(Vec::new());
+            }
+            (Some(state), Mode::Sync | Mode::Tick(_)) => state,
         };
         let (stored, shape) = (state.stored, state.live);
         if !self.destination.table_exists(id).await? {
