@@ -451,6 +451,7 @@ impl Destination for Files {
                 since,
                 stored: schema.clone(),
                 live: schema,
+                last_success_at: read_status(&self.table_folder(id)).last_success_at,
             }))
         })
     }
