@@ -410,8 +410,7 @@ async fn dapsync(dir: &std::path::Path, db: &TestDb, args: &[&str]) -> (i32, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_pauses_resumes_cancels_and_lists_runs_on_the_database() {
     let fake = fake().await;
-    // Not SQLite: its one writer (the daemon's load) would hold the shell's cancel up until the
-    // load ends.
+    // SQLite's case, a load holding the one write lock, has its own test below.
     let db = TestDb::new(Dialect::Postgres).await;
     let config = config(&fake, &db, "* * * * * *");
     let (daemon, mut events) = start(&config).await;
@@ -504,6 +503,112 @@ async fn the_shell_pauses_resumes_cancels_and_lists_runs_on_the_database() {
     assert_eq!(code, 0, "{out}");
     let users_commit = fake.advance("canvas", "users", CHANGES);
     wait_synced(daemon.status(), &[(id("canvas.users"), users_commit)]).await;
+    stop(daemon).await;
+    engine.db().close().await;
+}
+
+/// Whether another connection holds SQLite's one write lock on the database at `url`.
+async fn sqlite_write_locked(url: &str) -> bool {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .unwrap()
+        .busy_timeout(Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let locked = match sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut connection)
+        .await
+    {
+        Ok(_) => {
+            sqlx::query("ROLLBACK")
+                .execute(&mut connection)
+                .await
+                .unwrap();
+            false
+        }
+        Err(error) => {
+            assert!(error.to_string().contains("locked"), "{error}");
+            true
+        }
+    };
+    use sqlx::Connection;
+    connection.close().await.unwrap();
+    locked
+}
+
+/// A long load holds SQLite's one writer: `dapsync cancel` from the shell waits for the database
+/// instead of failing with "database is locked", and the cancel takes effect: the daemon rolls
+/// the run back, which lets the shell's write through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_cancels_a_long_load_on_sqlite() {
+    let fake = fake().await;
+    let db = TestDb::new(Dialect::Sqlite).await;
+    let config = config(&fake, &db, "0 0 * * * *");
+    let (daemon, mut events) = start(&config).await;
+    let first: Vec<_> = TABLES
+        .iter()
+        .map(|t| (id(t), fake.latest_commit("canvas", &id(t).table)))
+        .collect();
+    wait_synced(daemon.status(), &first).await;
+    let engine = support::engine(&fake, &db).await;
+    let before = support::dump(&engine, &fake, "canvas", "courses").await;
+
+    // A re-snapshot whose download trickles in: its load holds the write lock meanwhile.
+    fake.inject(
+        Fault::SlowBody {
+            chunk_bytes: 64,
+            pause_ms: 2_000,
+        },
+        Endpoint::Download,
+        10_000,
+    );
+    fake.advance("canvas", "courses", CHANGES);
+    let addr = daemon.http_addr().unwrap();
+    let (code, body) = call(
+        addr,
+        reqwest::Method::POST,
+        "/tables/canvas/courses/runs",
+        Some(TOKEN),
+        Some(r#"{"kind":"resync"}"#),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    tokio::time::timeout(PATIENCE, async {
+        while !sqlite_write_locked(db.url.expose()).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the load never took the write lock");
+
+    let dir = tempfile::tempdir().unwrap();
+    let courses = ["cancel", "--namespace", "canvas", "--table", "courses"];
+    let (code, out) = tokio::time::timeout(PATIENCE, dapsync(dir.path(), &db, &courses))
+        .await
+        .expect("the shell's cancel waited for the whole load");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("cancel requested"), "{out}");
+    wait_run(&mut events, "canvas.courses", |k| {
+        *k == RunEventKind::Cancelled
+    })
+    .await;
+    fake.clear_faults();
+    assert_eq!(
+        support::dump(&engine, &fake, "canvas", "courses").await,
+        before
+    );
+    let runs = engine
+        .db()
+        .recent_runs(Some(("canvas", "courses")), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs[0].outcome,
+        dapsync::db::RunOutcome::Cancelled,
+        "{runs:#?}"
+    );
     stop(daemon).await;
     engine.db().close().await;
 }

@@ -654,6 +654,11 @@ struct Process {
 
 impl Process {
     fn spawn(fake: &FakeDap, database_url: &str, grace: &str) -> Self {
+        Self::spawn_with(fake, database_url, grace, &[])
+    }
+
+    /// [`Process::spawn`] with more environment variables.
+    fn spawn_with(fake: &FakeDap, database_url: &str, grace: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dapsync.toml");
         let toml = format!(
@@ -696,7 +701,10 @@ enabled = false
                 "run",
             ])
             .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -739,14 +747,19 @@ enabled = false
             .unwrap_or_else(|_| panic!("no {message:?} for {table}: {:#?}", self.seen));
     }
 
-    /// Sends SIGTERM and returns the exit code and every log line.
-    async fn terminate(mut self) -> (Option<i32>, Vec<Value>) {
+    /// Sends SIGTERM.
+    fn signal(&self) {
         let pid = self.child.id().unwrap().to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
         assert!(sent.success());
+    }
+
+    /// Sends SIGTERM and returns the exit code and every log line.
+    async fn terminate(mut self) -> (Option<i32>, Vec<Value>) {
+        self.signal();
         let exit = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .expect("the process did not stop")
@@ -883,6 +896,148 @@ async fn sigterm_lets_running_tables_finish_within_the_grace_period() {
         ));
         assert!(logged(&log, "waiting for running tables to finish"));
     }
+}
+
+/// systemd's watchdog hears from dapsync through the whole shutdown grace period. The pings
+/// follow the scheduler's heartbeat while it runs; a stopping scheduler no longer ticks, and its
+/// heartbeat goes stale after 30 s (`status::HEARTBEAT_STALE`), yet a clean stop must not look
+/// like a hang. The run here outlasts that (its download stalls), and pings must still come
+/// well after it, until a second signal ends the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_pinged_through_the_shutdown_grace_period() {
+    let tables = ["canvas.courses"];
+    let fake = fake(&tables, 7).await;
+    let db = TestDb::new(Dialect::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    // A ping every second.
+    let env = [
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "2000000"),
+    ];
+    let mut process = Process::spawn_with(&fake, db.url.expose(), "300s", &env);
+    let (sender, mut messages) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 256];
+        while let Ok(n) = socket.recv(&mut buffer).await {
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if sender.send((tokio::time::Instant::now(), message)).is_err() {
+                return;
+            }
+        }
+    });
+    process.logged("table run finished", "canvas.courses").await;
+    fake.inject(
+        Fault::SlowBody {
+            chunk_bytes: 512,
+            pause_ms: 600_000,
+        },
+        Endpoint::Download,
+        10_000,
+    );
+    let mark = fake.requests().len();
+    advance(&fake, &tables);
+    tokio::time::timeout(PATIENCE, async {
+        while !fake.requests()[mark..]
+            .iter()
+            .any(|r| r.endpoint == Endpoint::Download)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the run with the changes did not start downloading");
+
+    process.signal();
+    async fn next(
+        messages: &mut tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, String)>,
+    ) -> Option<(tokio::time::Instant, String)> {
+        tokio::time::timeout(Duration::from_secs(90), messages.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+    let stopping_at = loop {
+        match next(&mut messages).await {
+            Some((at, message)) if message == "STOPPING=1" => break at,
+            Some(_) => {}
+            None => panic!("no STOPPING=1 from dapsync"),
+        }
+    };
+    // Past the heartbeat's 30 s, and the 5 s between heartbeats, with a margin.
+    let past_the_heartbeat = stopping_at + Duration::from_secs(40);
+    loop {
+        match next(&mut messages).await {
+            Some((at, message)) if message == "WATCHDOG=1" && at >= past_the_heartbeat => break,
+            Some(_) => {}
+            None => panic!("the watchdog pings stopped during the shutdown grace period"),
+        }
+    }
+    // The second signal ends the grace period: the run is cut off, the exit clean.
+    let (code, log) = process.terminate().await;
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert!(
+        logged(
+            &log,
+            "run cut off at shutdown; its transaction is rolled back"
+        ),
+        "{log:#?}"
+    );
+}
+
+/// A run waiting for the query budget when the daemon stops gives up at once: its query never
+/// reaches the API, nothing of it is applied, and it is recorded as interrupted. The grace
+/// period (an hour) and the budget (one query a minute) would otherwise hold the stop up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_the_query_budget_does_not_hold_up_the_shutdown() {
+    let tables = ["canvas.courses", "canvas.users"];
+    let fake = fake(&tables, 5).await;
+    let db = TestDb::new(Dialect::Postgres).await;
+    let mut config = daemon::config(&fake, &db, &tables);
+    config.sync.schedule = CronSchedule::parse("0 0 * * * *").unwrap();
+    config.dap.queries_per_minute = 1;
+    config.sync.shutdown_grace = HumanDuration(Duration::from_secs(3600));
+    let (daemon, mut events) = start(&config).await;
+    // Both were never synced and start at once; one gets the minute's only query.
+    let seen = events
+        .until(|e| matches!(e.kind, RunEventKind::Succeeded { .. }))
+        .await;
+    let first = seen.last().unwrap().table.clone();
+    let other = tables.iter().map(|t| id(t)).find(|t| *t != first).unwrap();
+    let other_name = other.to_string();
+    tokio::time::timeout(PATIENCE, async {
+        while requests(&fake, Endpoint::GetSchema, Some(&other_name)) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the other table's run did not start");
+    assert_eq!(requests(&fake, Endpoint::Query, Some(&other_name)), 0);
+
+    tokio::time::timeout(PATIENCE, stop(daemon))
+        .await
+        .expect("the shutdown waited for the query budget");
+    let abandoned = events
+        .until(|e| e.table == other && e.kind == RunEventKind::Abandoned)
+        .await;
+    assert!(!abandoned.iter().any(|e| e.table == other
+        && matches!(
+            e.kind,
+            RunEventKind::Succeeded { .. } | RunEventKind::Failed { .. }
+        )));
+    assert_eq!(requests(&fake, Endpoint::Query, Some(&other_name)), 0);
+    let engine = support::engine(&fake, &db).await;
+    assert!(engine.db().sync_state(&other).await.unwrap().is_none());
+    let runs = engine
+        .db()
+        .recent_runs(Some((&other.namespace, &other.table)), 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].outcome, RunOutcome::Interrupted, "{runs:#?}");
+    assert_eq!(runs[0].error_type.as_deref(), Some("Stopped"));
+    engine.db().close().await;
 }
 
 /// A database that accepts connections and never answers stalls the start-up; SIGTERM still

@@ -18,6 +18,7 @@ mod guard;
 mod history;
 mod monitoring;
 mod official;
+mod page;
 mod preserve;
 mod replicas;
 mod schema;

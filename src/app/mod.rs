@@ -419,6 +419,8 @@ pub struct Daemon {
     stop_http: CancellationToken,
     notifier: Arc<Notifier>,
     watchdog: Option<JoinHandle<()>>,
+    /// Cancelled when the shutdown begins: the watchdog pings on through the grace period.
+    stopping: CancellationToken,
 }
 
 impl Daemon {
@@ -494,14 +496,17 @@ impl Daemon {
         let tables = scheduler.tables().await.len();
         notifier.status(&format!("syncing {tables} tables"));
         notifier.ready();
+        let stopping = CancellationToken::new();
         let watchdog = notifier.watchdog_interval().map(|every| {
-            let (notifier, status) = (notifier.clone(), status.clone());
+            let (notifier, status, stopping) = (notifier.clone(), status.clone(), stopping.clone());
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(every);
                 loop {
                     ticks.tick().await;
                     // A stalled scheduler goes without pings, so systemd restarts the service.
-                    if status.is_alive() {
+                    // A stopping one has stopped ticking on purpose: the shutdown is bounded by
+                    // the grace period, and systemd must not take a clean stop for a hang.
+                    if status.is_alive() || stopping.is_cancelled() {
                         notifier.watchdog();
                     }
                 }
@@ -515,6 +520,7 @@ impl Daemon {
             stop_http,
             notifier,
             watchdog,
+            stopping,
         })
     }
 
@@ -534,9 +540,11 @@ impl Daemon {
     }
 
     /// Stops: running tables get the grace period to finish (see [`Scheduler::shutdown`];
-    /// `cut_short` ends it early), then the endpoint closes and the database pool with it.
+    /// `cut_short` ends it early), then the endpoint closes and the database pool with it. The
+    /// systemd watchdog is pinged until the end.
     pub async fn shutdown(self, cut_short: impl Future<Output = ()>) {
         self.notifier.stopping();
+        self.stopping.cancel();
         self.scheduler.shutdown(cut_short).await;
         self.stop_http.cancel();
         if let Some((_, task)) = self.http {

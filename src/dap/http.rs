@@ -92,11 +92,11 @@ impl Inner {
         // queue could expire there, and its refusal would send the call to the back of the
         // queue with a token that expires again.
         if limit == Limit::QueryStart {
-            let waited = self
-                .query_limiter
-                .acquire()
-                .await
-                .map_err(|source| DapError::Budget { source })?;
+            let waited = {
+                let _waiting = super::metrics::BudgetWait::begin();
+                self.query_limiter.acquire().await
+            }
+            .map_err(|source| DapError::Budget { source })?;
             if !waited.is_zero() {
                 self.metrics.rate_limit_wait(waited);
             }

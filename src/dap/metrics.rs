@@ -1,5 +1,6 @@
 //! Counters of what the client did, for the daemon's `/metrics` endpoint, and the measure of the
-//! time a task spent waiting for the query rate limiter (see [`rate_limit_wait_of`]).
+//! time a task spent waiting for the query rate limiter (see [`rate_limit_wait_of`]), and whether
+//! it waits for it now (see [`report_budget_waits`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -21,6 +22,33 @@ pub const JOB_WAIT_BUCKETS: [f64; 11] = [
 
 tokio::task_local! {
     static RATE_LIMIT_WAIT: Cell<Duration>;
+    static BUDGET_WAITING: tokio::sync::watch::Sender<bool>;
+}
+
+/// Runs `work`, keeping `waiting` set while it waits for the query budget (in this task): the
+/// scheduler gives up such a run at shutdown, since nothing of it can have been applied yet.
+pub async fn report_budget_waits<F: Future>(
+    waiting: tokio::sync::watch::Sender<bool>,
+    work: F,
+) -> F::Output {
+    BUDGET_WAITING.scope(waiting, work).await
+}
+
+/// Marks the task (see [`report_budget_waits`]) as waiting for the query budget until dropped.
+#[derive(Debug)]
+pub(super) struct BudgetWait(());
+
+impl BudgetWait {
+    pub(super) fn begin() -> Self {
+        let _ = BUDGET_WAITING.try_with(|waiting| waiting.send_replace(true));
+        Self(())
+    }
+}
+
+impl Drop for BudgetWait {
+    fn drop(&mut self) {
+        let _ = BUDGET_WAITING.try_with(|waiting| waiting.send_replace(false));
+    }
 }
 
 /// Runs `work` and returns its output with the time it spent waiting for the client-side query

@@ -22,6 +22,7 @@ pub use error::{ApiError, ApiErrorKind, DapError};
 pub use job::{CompleteJob, Job, JobKind, JobStatus, ObjectRef, Query};
 pub use metrics::{
     ClientMetrics, Histogram, JOB_WAIT_BUCKETS, REQUEST_BUCKETS, rate_limit_wait_of,
+    report_budget_waits,
 };
 pub use ratelimit::{BudgetError, BudgetFuture, SHARED_BUDGET_MARGIN, SharedBudget};
 pub use record::{Action, LineDecoder, MalformedLine, Record, RecordBatch, RecordDecoder};

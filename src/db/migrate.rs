@@ -135,6 +135,15 @@ impl Db {
                 result.and(unlock.map(drop).map_err(err("unlocking")))
             }
             Pool::Sqlite(pool) => {
+                // Up to date: nothing to write, so no wait for the write lock, which a daemon's
+                // long load may hold (a `dapsync cancel` from the shell must get through).
+                let applied: Result<Vec<(i64,)>, _> =
+                    sqlx::query_as("SELECT version FROM dapsync__schema_migrations")
+                        .fetch_all(pool)
+                        .await;
+                if applied.is_ok_and(|applied| pending(SQLITE, &applied).is_empty()) {
+                    return Ok(());
+                }
                 let _writer = self.sqlite_writer.lock().await;
                 let mut conn = pool.acquire().await.map_err(err("connecting"))?;
                 // One write transaction: SQLite serializes writers, and its DDL is transactional.

@@ -2,6 +2,8 @@
 //! asked for, and the run history read with filters and pages. Every replica and the shell
 //! commands see the same rows.
 
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -83,11 +85,30 @@ impl Db {
             .await?
             .into_iter()
             .find(|c| c.namespace == namespace && c.table == table);
-        Ok(found.unwrap_or_else(|| TableControl {
+        let mut control = found.unwrap_or_else(|| TableControl {
             namespace: namespace.to_owned(),
             table: table.to_owned(),
             ..TableControl::default()
-        }))
+        });
+        let asked = self
+            .cancel_file(namespace, table)
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .map(|at| at.with_timezone(&Utc));
+        control.cancel_requested_at = control.cancel_requested_at.max(asked);
+        Ok(control)
+    }
+
+    /// SQLite (a file): where a cancel of the table is asked for beside the database, next to
+    /// its lock file, for a run whose load holds the database's one write lock.
+    fn cancel_file(&self, namespace: &str, table: &str) -> Option<PathBuf> {
+        let mut dir = self.sqlite_path.clone()?.into_os_string();
+        dir.push(".locks");
+        let name = format!("dapsync:{namespace}.{table}");
+        Some(PathBuf::from(dir).join(format!(
+            "{:016x}.cancel",
+            crate::hash::fnv1a(name.as_bytes())
+        )))
     }
 
     /// Pauses a table (the schedule skips it until resumed) or resumes it. Pausing a paused
@@ -117,7 +138,22 @@ impl Db {
 
     /// Asks whichever process runs the table to cancel its run.
     pub async fn request_cancel(&self, namespace: &str, table: &str) -> Result<(), DbError> {
-        let now = Arg::Time(Some(Utc::now()));
+        let at = Utc::now();
+        if let Some(file) = self.cancel_file(namespace, table) {
+            // First beside the database: the run to cancel may hold SQLite's one write lock
+            // until it ends, and reads this file meanwhile. The row follows once it stopped.
+            let written = file
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&file, at.to_rfc3339()));
+            if let Err(source) = written {
+                return Err(DbError::Io {
+                    context: format!("asking for a cancel in {}", file.display()),
+                    source,
+                });
+            }
+        }
+        let now = Arg::Time(Some(at));
         self.upsert_control(
             namespace,
             table,
@@ -183,6 +219,10 @@ impl Db {
     /// Marks the table's runs left `running` as cancelled, once the run was dropped (its
     /// transaction rolled back). The caller holds the table's lock.
     pub async fn cancel_running_runs(&self, namespace: &str, table: &str) -> Result<u64, DbError> {
+        if let Some(file) = self.cancel_file(namespace, table) {
+            // Done with; a missing file is fine.
+            let _ = std::fs::remove_file(file);
+        }
         let mut tx = self.begin().await?;
         let context = "recording a cancelled run";
         let cancelled = tx
@@ -199,6 +239,31 @@ impl Db {
             .map_err(DbError::sql(context))?;
         tx.commit().await.map_err(DbError::sql(context))?;
         Ok(cancelled)
+    }
+
+    /// Records the table's runs under way as interrupted: the daemon stopped while they waited
+    /// for the query budget, before anything of them was applied. Returns how many.
+    pub async fn interrupt_running_runs(
+        &self,
+        namespace: &str,
+        table: &str,
+    ) -> Result<u64, DbError> {
+        let mut tx = self.begin().await?;
+        let context = "recording an interrupted run";
+        let interrupted = tx
+            .execute(
+                &format!(
+                    "UPDATE {} SET outcome = 'interrupted', finished_at = ?, error_type = 'Stopped', \
+                     error_message = 'the daemon stopped while the run waited for the query budget; nothing of the run was applied' \
+                     WHERE namespace = ? AND table_name = ? AND outcome = 'running'",
+                    self.dialect().own_table("runs")
+                ),
+                &[Arg::Time(Some(Utc::now())), text(namespace), text(table)],
+            )
+            .await
+            .map_err(DbError::sql(context))?;
+        tx.commit().await.map_err(DbError::sql(context))?;
+        Ok(interrupted)
     }
 
     /// Whether the run history has a run of the table under way (in some process).

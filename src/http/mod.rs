@@ -1,9 +1,10 @@
-//! The HTTP endpoint: `/healthz` (the process and its scheduler are alive), `/readyz` (the
+//! The HTTP endpoint: the status page at `/` (see [`page`]), `/healthz` (the process and its scheduler are alive), `/readyz` (the
 //! database answers and the last login worked), `/status` (every table, as JSON), `/metrics`
 //! (Prometheus text), and the control API (`/tables`, `/runs`; see [`control`]). It reads the
 //! status model, and acts through the scheduler's [`Control`] handle.
 
 mod control;
+mod page;
 
 use std::future::Future;
 use std::io;
@@ -30,7 +31,7 @@ struct Api {
     token: Option<Secret>,
 }
 
-/// The endpoint's routes: health, status and metrics only.
+/// The endpoint's routes: the status page, health, status and metrics only.
 pub fn router(status: Status) -> Router {
     routes(Api {
         status,
@@ -41,6 +42,7 @@ pub fn router(status: Status) -> Router {
 
 fn routes(api: Api) -> Router {
     Router::new()
+        .route("/", get(page::page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status_json))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
@@ -155,6 +156,15 @@ impl Control {
     }
 }
 
+/// Why a run was dropped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dropped {
+    /// An operator cancelled it.
+    Cancelled,
+    /// The scheduler stopped while it waited for the query budget.
+    Stopping,
+}
+
 /// The latest run of a table.
 fn run_of(table: &TableId) -> RunFilter {
     RunFilter {
@@ -205,34 +215,61 @@ impl Runner {
         }
     }
 
-    /// After a cancelled run was dropped (its transaction rolled back and its table lock let
-    /// go): records it as cancelled in the run history.
-    pub(super) async fn cancelled(&self, table: &TableId) {
+    /// Completes when the scheduler stops while the run waits for the query budget (`waiting`,
+    /// see [`crate::sync::report_budget_waits`]): no query of it started, so nothing of it was
+    /// applied, and waiting on would hold the shutdown up for up to a minute.
+    pub(super) async fn stopping_while_waiting(&self, waiting: &mut watch::Receiver<bool>) {
+        self.stopping.cancelled().await;
+        if waiting.wait_for(|&waiting| waiting).await.is_err() {
+            // The run has ended (it owns the sender): the run's own branch completes.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// After a run was dropped (its transaction rolled back and its table lock let go):
+    /// records it in the run history as cancelled, or as interrupted at shutdown.
+    pub(super) async fn dropped(&self, table: &TableId, why: Dropped) {
         let db = self.engine.db();
         let deadline = Instant::now() + CANCEL_WAIT;
         // The lock goes with the dropped run's connection, which closes in the background.
         loop {
             match db.try_lock_table(table).await {
                 Ok(Some(held)) => {
-                    if let Err(error) = db.cancel_running_runs(&table.namespace, &table.table).await
-                    {
-                        warn!(table = %table, %error, "cannot record the cancelled run");
+                    let recorded = match why {
+                        Dropped::Cancelled => {
+                            db.cancel_running_runs(&table.namespace, &table.table).await
+                        }
+                        Dropped::Stopping => {
+                            db.interrupt_running_runs(&table.namespace, &table.table)
+                                .await
+                        }
+                    };
+                    if let Err(error) = recorded {
+                        warn!(table = %table, %error, "cannot record the dropped run");
                     }
                     held.release().await;
                     break;
                 }
                 Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(50)).await,
                 Ok(None) => {
-                    warn!(table = %table, "the table stayed locked after its run was cancelled");
+                    warn!(table = %table, "the table stayed locked after its run was dropped");
                     break;
                 }
                 Err(error) => {
-                    warn!(table = %table, %error, "cannot record the cancelled run");
+                    warn!(table = %table, %error, "cannot record the dropped run");
                     break;
                 }
             }
         }
-        info!(table = %table, "run cancelled; its transaction was rolled back");
-        self.status.cancelled(table);
+        match why {
+            Dropped::Cancelled => {
+                info!(table = %table, "run cancelled; its transaction was rolled back");
+                self.status.cancelled(table);
+            }
+            Dropped::Stopping => {
+                info!(table = %table, "stopping: the run waiting for the query budget gave up; nothing of it was applied");
+                self.status.abandoned(table);
+            }
+        }
     }
 }

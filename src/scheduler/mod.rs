@@ -3,7 +3,8 @@
 //! that finds its table still running is skipped; transient errors are retried with a doubling
 //! backoff; an account-level error pauses every table; tables overdue at start-up run at once;
 //! `all` and pattern selections are resolved again periodically; and a stop lets running tables
-//! finish within a grace period, then drops them (which rolls their transaction back). It calls
+//! finish within a grace period, then drops them (which rolls their transaction back); a run
+//! that waits for the query budget gives up at once. It calls
 //! `sync` and writes `status`; it knows nothing of HTTP.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_cron_scheduler::{Job, JobBuilder, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 use crate::config::{CronSchedule, NamespaceConfig};
 use crate::status::{SkipReason, Status};
-use crate::sync::{Engine, Mode, RunKind, RunReport, SyncError, TableStatus};
+use crate::sync::{Engine, Mode, RunKind, RunReport, SyncError, TableStatus, report_budget_waits};
 use crate::table::TableId;
 use crate::webhook::{WebhookEvent, WebhookKind, Webhooks};
 
@@ -31,6 +32,7 @@ mod control;
 
 /// The run history's types, for the control API.
 pub use crate::sync::{RunFilter, RunOutcome, RunRecord};
+use control::Dropped;
 pub use control::{Cancelled, Control, ControlError};
 
 /// The scheduler's own heartbeat job: it proves the cron machinery ticks (`/healthz`).
@@ -225,7 +227,8 @@ impl Scheduler {
         tables
     }
 
-    /// Stops: no run starts any more, queued runs are dropped, and running ones get
+    /// Stops: no run starts any more, queued runs are dropped (and so are runs waiting for the
+    /// query budget: nothing of them is applied yet), and running ones get
     /// `shutdown_grace` to finish (or until `cut_short` completes, such as a second signal);
     /// then they are dropped, which rolls their transaction back. Returns when every task has
     /// ended.
@@ -329,7 +332,8 @@ impl Runner {
                         .unwrap_or(started_at),
                 ),
             };
-            let sync = self.engine.sync_table_timed(table, mode);
+            let (budget, mut waiting) = watch::channel(false);
+            let sync = report_budget_waits(budget, self.engine.sync_table_timed(table, mode));
             let result = tokio::select! {
                 (result, waited) = sync => {
                     queued += waited;
@@ -339,13 +343,17 @@ impl Runner {
                     warn!(table = %table, "run cut off at shutdown; its transaction is rolled back");
                     return self.status.abandoned(table);
                 }
+                () = self.stopping_while_waiting(&mut waiting) => {
+                    drop(permit);
+                    return self.dropped(table, Dropped::Stopping).await;
+                }
                 () = cancel.cancelled() => {
                     drop(permit);
-                    return self.cancelled(table).await;
+                    return self.dropped(table, Dropped::Cancelled).await;
                 }
                 () = self.cancel_requested(table, started_at) => {
                     drop(permit);
-                    return self.cancelled(table).await;
+                    return self.dropped(table, Dropped::Cancelled).await;
                 }
             };
             let error = match result {

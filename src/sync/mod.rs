@@ -31,6 +31,8 @@ pub use error::{SyncError, SyncErrorKind};
 pub use progress::ProgressMode;
 pub use select::resolve_tables;
 
+/// Whether a run waits for the query budget, for the scheduler's shutdown.
+pub use crate::dap::report_budget_waits;
 /// The run history's and the control tables' vocabulary, as the scheduler and the CLI see it.
 pub use crate::destination::{
     DbError, RunFilter, RunKind, RunOutcome, RunRecord, TableControl, TableStatus,

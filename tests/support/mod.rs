@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod binary;
+pub mod browser;
 pub mod daemon;
 mod db;
 pub mod logs;
