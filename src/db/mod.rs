@@ -13,6 +13,7 @@ mod operator;
 mod plan;
 mod preserve;
 mod query;
+mod replica;
 mod runs;
 mod value;
 
@@ -370,6 +371,49 @@ impl Db {
             self.execute_one(&statement.sql, context).await?;
         }
         Ok(())
+    }
+
+    /// Runs schema statements: consecutive statements that may share a transaction run in one
+    /// (atomic on PostgreSQL and SQLite), the others on their own.
+    pub async fn apply_statements(
+        &self,
+        statements: &[Statement],
+        context: &str,
+    ) -> Result<(), DbError> {
+        let _writer = self.sqlite_guard().await;
+        let mut group: Vec<&Statement> = Vec::new();
+        for statement in statements.iter().chain(std::iter::once(&Statement {
+            sql: String::new(),
+            own_transaction: true,
+        })) {
+            if statement.own_transaction || self.dialect() == Dialect::Mysql {
+                if !group.is_empty() {
+                    let mut tx = self.begin().await?;
+                    for s in group.drain(..) {
+                        tx.execute_raw(&s.sql)
+                            .await
+                            .map_err(DbError::sql(format!("{context}: {}", first_line(&s.sql))))?;
+                    }
+                    tx.commit()
+                        .await
+                        .map_err(DbError::sql(context.to_owned()))?;
+                }
+                if !statement.sql.is_empty() {
+                    self.execute_one(&statement.sql, context).await?;
+                }
+            } else {
+                group.push(statement);
+            }
+        }
+        Ok(())
+    }
+
+    /// On SQLite, waits for this process's other writers (see [`Db::sqlite_writer`]).
+    pub(crate) async fn sqlite_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.sqlite_writer.lock().await),
+            _ => None,
+        }
     }
 
     async fn execute_one(&self, sql: &str, context: &str) -> Result<(), DbError> {
