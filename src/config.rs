@@ -2,6 +2,7 @@
 //! variables, then `DAPSYNC_*` environment variables (`__` for nesting). Everything is validated at
 //! load, and every error names the key it is about.
 
+mod env;
 mod value;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::secret::Secret;
 use crate::table::{TableId, glob_match};
-pub use value::{CronSchedule, DatabaseUrl, HumanDuration};
+pub use env::check_log_level;
+use env::is_setting;
+pub use value::{CronSchedule, DatabaseUrl, FileFormat, FilesTarget, HumanDuration, Target};
 
 /// A supported target database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -395,24 +398,6 @@ impl ConfigError {
     }
 }
 
-/// A log level (`info`), or directives that each end in one (`dapsync=debug,sqlx=warn`): a bare
-/// word that is not a level would parse as a target and silently turn logging off.
-fn check_log_level(text: &str) -> Result<(), String> {
-    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let level = directive
-            .rsplit_once('=')
-            .map_or(directive, |(_, level)| level);
-        if !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
-            return Err(format!(
-                "{level:?} is not a log level (one of {}, or target=level directives)",
-                LEVELS.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Config {
     /// Loads the configuration from `path` (or the first of [`DEFAULT_PATHS`] that exists, or
     /// defaults only), the process environment, and secret files; then validates it.
@@ -431,6 +416,7 @@ impl Config {
             Some(path) => Some(path.to_path_buf()),
             None => DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists()),
         };
+        env::check_misnamed(env)?;
         let mut builder = config::Config::builder();
         if let Some(file) = &file {
             builder = builder
@@ -542,7 +528,7 @@ impl Config {
                 hint: CREDENTIALS_HINT,
             });
         }
-        self.database.url.dialect()?;
+        self.database.url.target()?;
         for (key, value) in [
             ("dap.max_attempts", self.dap.max_attempts as usize),
             (
@@ -611,9 +597,14 @@ impl Config {
                     "lists no table",
                 ));
             }
+            if !namespace.needs_listing() && !namespace.tables.iter().any(|t| namespace.selects(t))
+            {
+                return Err(ConfigError::invalid(
+                    format!("namespaces.{ns}.exclude"),
+                    "excludes every table the selection names",
+                ));
+            }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| ConfigError::invalid("log.level", e))?;
         check_log_level(&self.log.level).map_err(|e| ConfigError::invalid("log.level", e))?;
         for url in &self.webhooks.urls {
             reqwest::Url::parse(url)
@@ -646,15 +637,6 @@ impl Config {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
-}
-
-/// Whether a `DAPSYNC_*` variable is a setting: every key lives in a section, so settings read
-/// `DAPSYNC_<SECTION>__<KEY>`. Others are left alone: Kubernetes service links of a Service named
-/// `dapsync` (`DAPSYNC_SERVICE_HOST`, `DAPSYNC_PORT`), the tests' `DAPSYNC_CRASH_AT`.
-fn is_setting(variable: &str) -> bool {
-    variable
-        .strip_prefix("DAPSYNC_")
-        .is_some_and(|rest| rest.contains("__"))
 }
 
 const CREDENTIALS_HINT: &str = " (set it in the configuration file, in DAPSYNC_DAP__CLIENT_ID / DAPSYNC_DAP__CLIENT_SECRET, or in DAP_CLIENT_ID / DAP_CLIENT_SECRET)";

@@ -20,14 +20,14 @@
 //! ```text
 //! arrows:
 //! cli       ─► app sync status db dap fake schema sql telemetry export
-//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema export
+//! app       ─► scheduler http telemetry notify webhook sync status dap db sql schema export destination
 //! scheduler ─► sync status webhook
 //! http      ─► status scheduler
 //! webhook   ─► status dap
 //! notify    ─►
 //! telemetry ─►
 //! sync      ─► dap destination schema status
-//! destination ─► db sql schema dap
+//! destination ─► db sql schema dap export
 //! status    ─►
 //! dap       ─►
 //! db        ─► sql schema

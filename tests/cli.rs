@@ -432,6 +432,8 @@ async fn sqlx_count(db: &TestDb, sql: &'static str) -> (i64,) {
 #[tokio::test]
 async fn database_tls_trusts_the_system_store_and_sslrootcert() {
     let db = TestDb::new(Dialect::Postgres).await;
+    // `status` reads a database dapsync has set up (and never sets one up itself).
+    db.connect().await.close().await;
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url.expose())
         .await
         .unwrap();

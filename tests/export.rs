@@ -85,7 +85,7 @@ async fn fake(tables: &[(&str, u64)]) -> FakeDap {
     .unwrap()
 }
 
-fn round() -> Changes {
+pub(crate) fn round() -> Changes {
     Changes {
         updates: 3,
         inserts: 2,
@@ -113,7 +113,7 @@ fn files(folder: &Path, manifest: &Manifest) -> Vec<(String, Bytes)> {
 }
 
 /// The JSON Lines records of a job folder (gzip or not).
-fn jsonl_records(folder: &Path, manifest: &Manifest) -> Vec<Value> {
+pub(crate) fn jsonl_records(folder: &Path, manifest: &Manifest) -> Vec<Value> {
     files(folder, manifest)
         .iter()
         .flat_map(|(_, bytes)| {
@@ -143,7 +143,7 @@ fn expected_from(records: &[Value]) -> Vec<Expected> {
 }
 
 /// The fake's current rows of a table, by key.
-fn truth(fake: &FakeDap, table: &str) -> BTreeMap<String, Value> {
+pub(crate) fn truth(fake: &FakeDap, table: &str) -> BTreeMap<String, Value> {
     fake.current_rows("canvas", table)
         .into_iter()
         .map(|row| (row["key"].to_string(), row["value"].clone()))
@@ -151,7 +151,7 @@ fn truth(fake: &FakeDap, table: &str) -> BTreeMap<String, Value> {
 }
 
 /// Applies JSON Lines records to a copy of a table: upsert `U` (or no action), delete `D`.
-fn apply(table: &mut BTreeMap<String, Value>, records: &[Value]) {
+pub(crate) fn apply(table: &mut BTreeMap<String, Value>, records: &[Value]) {
     for record in records {
         let key = record["key"].to_string();
         if record["meta"]["action"] == "D" {
@@ -163,7 +163,7 @@ fn apply(table: &mut BTreeMap<String, Value>, records: &[Value]) {
 }
 
 /// Checks a folder of any format against the JSON Lines records of the same window.
-async fn check_folder(folder: &Path, manifest: &Manifest, truth: &[Value]) {
+pub(crate) async fn check_folder(folder: &Path, manifest: &Manifest, truth: &[Value]) {
     let expected = expected_from(truth);
     let incremental = manifest.kind == Kind::Incremental;
     let context = format!("{:?} {:?}", manifest.format, manifest.kind);

@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
+use crate::config::Target;
 use crate::config::{Config, NamespaceConfig};
 use crate::dap::DapError;
 use crate::dap::{
@@ -25,6 +26,7 @@ use crate::dap::{
 };
 use crate::db::DbError;
 use crate::db::{Db, QueryStart};
+use crate::destination::{DestinationError, Files};
 use crate::export::ExportError;
 use crate::notify::Notifier;
 use crate::scheduler::SchedulerError;
@@ -52,6 +54,8 @@ pub enum Error {
     Dap(#[from] DapError),
     #[error("database")]
     Db(#[from] DbError),
+    #[error("destination")]
+    Destination(#[from] DestinationError),
     #[error("table schema")]
     Schema(#[from] SchemaError),
     #[error(transparent)]
@@ -84,6 +88,7 @@ impl Error {
         match self {
             Error::Dap(e) => e.is_transient(),
             Error::Db(e) => e.is_transient(),
+            Error::Destination(e) => e.is_transient(),
             Error::Sync(e) => e.is_transient(),
             Error::Export(ExportError::Dap(e)) => e.is_transient(),
             Error::Export(_)
@@ -168,6 +173,16 @@ pub async fn database(config: &Config) -> Result<Db, Error> {
     Ok(db)
 }
 
+/// Opens the configured database to read it, as it is: never created, never migrated (see
+/// [`Db::open_existing`]).
+pub async fn existing_database(config: &Config) -> Result<Db, Error> {
+    let ddl = crate::sql::DdlOptions {
+        enum_mode: config.database.enum_mode,
+        drop_removed_columns: config.database.drop_removed_columns,
+    };
+    Ok(Db::open_existing(&config.database.url, ddl).await?)
+}
+
 /// The engine options the configuration describes.
 pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
     SyncOptions {
@@ -183,10 +198,83 @@ pub fn sync_options(config: &Config, progress: ProgressMode) -> SyncOptions {
 /// A replication engine for the configured API and database; its query limit is shared with
 /// every process on the database (see [`share_query_budget`]).
 pub async fn engine(config: &Config, progress: ProgressMode) -> Result<Engine, Error> {
-    let dap = dap_client(config)?;
-    let db = database(config).await?;
-    share_query_budget(config, &dap, &db)?;
-    Ok(Engine::new(dap, db, sync_options(config, progress)))
+    engine_with(config, dap_client(config)?, progress).await
+}
+
+/// A replication engine on `dap` for the configured destination: the database, or a directory
+/// of files (whose operator controls, pauses and cancels, live in a SQLite file inside it).
+pub async fn engine_with(
+    config: &Config,
+    dap: DapClient,
+    progress: ProgressMode,
+) -> Result<Engine, Error> {
+    let options = sync_options(config, progress);
+    match config.database.url.target()? {
+        Target::Database(_) => {
+            let db = database(config).await?;
+            share_query_budget(config, &dap, &db)?;
+            Ok(Engine::new(dap, db, options))
+        }
+        Target::Files(target) => {
+            let files = Files::new(&target);
+            files.check().map_err(DestinationError::from)?;
+            // Daemons writing one directory share the budget through its control database.
+            let control = control_database(config).await?;
+            share_query_budget(config, &dap, &control)?;
+            Ok(Engine::with_destination(
+                dap,
+                control,
+                Arc::new(files),
+                options,
+            ))
+        }
+    }
+}
+
+/// The database of the operator's controls: the configured database, or for a files
+/// destination `DIR/.dapsync/control.db` (pauses and cancel requests; the chain's state is in
+/// the files themselves).
+pub async fn control_database(config: &Config) -> Result<Db, Error> {
+    let Target::Files(target) = config.database.url.target()? else {
+        return database(config).await;
+    };
+    let folder = target.directory.join(".dapsync");
+    std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
+        context: format!("creating {}", folder.display()),
+        source,
+    })?;
+    let url = crate::config::DatabaseUrl::new(format!(
+        "sqlite://{}",
+        folder.join("control.db").display()
+    ));
+    let ddl = crate::sql::DdlOptions::default();
+    let db = Db::connect(&url, config.database.max_connections, ddl).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The tables the configured destination holds, with their state, read as they are: a
+/// database is opened read-only (see [`existing_database`]), a directory only read.
+pub async fn table_statuses(config: &Config) -> Result<Vec<crate::sync::TableStatus>, Error> {
+    match config.database.url.target()? {
+        Target::Files(target) => {
+            if !target.directory.is_dir() {
+                return Err(Error::Usage(format!(
+                    "no files destination at {}: the directory does not exist",
+                    target.directory.display()
+                )));
+            }
+            Ok(Files::new(&target)
+                .table_statuses()
+                .map_err(DestinationError::from)?)
+        }
+        Target::Database(_) => {
+            let db = existing_database(config).await?;
+            let statuses = db.table_statuses().await;
+            db.close().await;
+            Ok(statuses?)
+        }
+    }
 }
 
 /// Makes `dap` take its query starts from the budget that every process on `db` shares (the
@@ -351,6 +439,14 @@ impl Daemon {
         engine: Engine,
         status: Status,
     ) -> Result<Daemon, Error> {
+        if config.namespaces.is_empty() {
+            return Err(Error::Config(ConfigError::Invalid {
+                key: "namespaces".into(),
+                reason:
+                    "selects no table: add a [namespaces.<namespace>] section with tables = [...]"
+                        .into(),
+            }));
+        }
         let notifier = Arc::new(Notifier::from_env());
         let webhooks = Webhooks::new(&config.webhooks)?;
         // Bound before anything runs, so that a busy port fails the start-up.
@@ -367,7 +463,17 @@ impl Daemon {
         };
         let db = engine.db().clone();
         let options = scheduler_options(config);
-        let scheduler = Scheduler::start(engine, options, status.clone(), webhooks).await?;
+        let scheduler = Scheduler::start(engine, options, status.clone(), webhooks)
+            .await
+            .map_err(|error| match error {
+                SchedulerError::SelectsNothing { namespace } => {
+                    Error::Config(ConfigError::Invalid {
+                        key: format!("namespaces.{namespace}.tables"),
+                        reason: "selects no table: none of the namespace's tables matches".into(),
+                    })
+                }
+                error => Error::Scheduler(error),
+            })?;
         let stop_http = CancellationToken::new();
         let http = match listener {
             Some(listener) => {

@@ -211,6 +211,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
+    if let Some(level) = &cli.log_level
+        && let Err(reason) = crate::config::check_log_level(level)
+    {
+        eprintln!("dapsync: invalid configuration: --log-level: {reason}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
     let format = cli.log_format.unwrap_or(config.log.format);
     let level = match (&cli.log_level, &cli.command) {
         (Some(level), _) => level.clone(),
@@ -414,9 +420,7 @@ async fn sync_command(config: &Config, args: TableArgs, mode: Mode) -> Result<i3
     } else {
         ProgressMode::Log
     };
-    let db = app::database(config).await?;
-    app::share_query_budget(config, &dap, &db)?;
-    let engine = crate::sync::Engine::new(dap, db, app::sync_options(config, progress));
+    let engine = app::engine_with(config, dap, progress).await?;
     let results = app::sync_tables(&engine, tables, mode, config.sync.max_concurrent_tables).await;
     let mut failed = 0;
     for (table, result) in results {

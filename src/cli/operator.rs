@@ -46,7 +46,7 @@ pub(super) async fn pause_command(
     table: OneTable,
     paused: bool,
 ) -> Result<i32, Error> {
-    let db = app::database(config).await?;
+    let db = app::control_database(config).await?;
     let control = db.set_paused(&table.namespace, &table.table, paused).await;
     db.close().await;
     let control = control?;
@@ -65,7 +65,7 @@ pub(super) async fn pause_command(
 /// `dapsync cancel`: asks whichever daemon runs the table to stop its run (it rolls back within
 /// a few seconds). Exit code 1 when no run is under way.
 pub(super) async fn cancel_command(config: &Config, table: OneTable) -> Result<i32, Error> {
-    let db = app::database(config).await?;
+    let db = app::control_database(config).await?;
     let result = async {
         if !db.has_running_run(&table.namespace, &table.table).await? {
             return Ok(false);
@@ -101,7 +101,7 @@ pub(super) async fn runs_command(config: &Config, args: RunsArgs) -> Result<i32,
         before: args.before,
         limit: args.limit.max(1),
     };
-    let db = app::database(config).await?;
+    let db = app::control_database(config).await?;
     let runs = db.runs(&filter).await;
     db.close().await;
     let runs = runs?;

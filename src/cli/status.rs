@@ -26,9 +26,7 @@ pub(super) async fn status_command(
     json: bool,
     csv: bool,
 ) -> Result<i32, Error> {
-    let db = app::database(config).await?;
-    let statuses: Vec<TableStatus> = db
-        .table_statuses()
+    let statuses: Vec<TableStatus> = app::table_statuses(config)
         .await?
         .into_iter()
         .filter(|s| namespace.as_ref().is_none_or(|ns| &s.namespace == ns))
@@ -38,7 +36,6 @@ pub(super) async fn status_command(
                 .is_none_or(|t| t.split(',').any(|t| t == "all" || t == s.table))
         })
         .collect();
-    db.close().await;
     let now = Utc::now();
     let lag = |s: &TableStatus| s.synced_until.map(|t| (now - t).num_seconds());
     if json {

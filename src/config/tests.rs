@@ -302,3 +302,39 @@ fn an_unknown_log_level_is_refused_naming_the_key() {
     let err = load("[log]\nlevel = \"verbose\"\n", &[]).unwrap_err();
     assert!(err.to_string().contains("log.level"), "{err}");
 }
+
+#[test]
+fn a_files_url_names_a_directory_and_a_format() {
+    let target = |url: &str| DatabaseUrl::new(url).target();
+    assert_eq!(
+        target("files:///var/lib/lake?format=parquet").unwrap(),
+        Target::Files(FilesTarget {
+            directory: PathBuf::from("/var/lib/lake"),
+            format: FileFormat::Parquet,
+        })
+    );
+    assert_eq!(
+        target("files://lake").unwrap(),
+        Target::Files(FilesTarget {
+            directory: PathBuf::from("lake"),
+            format: FileFormat::Jsonl,
+        })
+    );
+    assert_eq!(
+        target("sqlite://x.db").unwrap(),
+        Target::Database(Dialect::Sqlite)
+    );
+    for (url, says) in [
+        ("files://lake?format=xml", "format=xml"),
+        ("files://lake?compress=yes", "compress=yes"),
+        ("files://", "needs a directory"),
+    ] {
+        let error = crate::error::chain(&target(url).unwrap_err());
+        assert!(
+            error.contains("database.url") && error.contains(says),
+            "{url}: {error}"
+        );
+    }
+    let error = DatabaseUrl::new("files://lake").dialect().unwrap_err();
+    assert!(crate::error::chain(&error).contains("needs a database"));
+}

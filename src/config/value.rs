@@ -2,6 +2,7 @@
 //! (`90s`, `5m`), a cron schedule.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -25,20 +26,29 @@ impl DatabaseUrl {
         self.0.expose()
     }
 
-    /// The database this URL points at.
+    /// The database this URL points at; an error for a files destination, which is none.
     pub fn dialect(&self) -> Result<Dialect, ConfigError> {
-        let scheme = self
-            .expose()
-            .split_once("://")
-            .map(|(scheme, _)| scheme)
-            .unwrap_or_default();
+        match self.target()? {
+            Target::Database(dialect) => Ok(dialect),
+            Target::Files(_) => Err(ConfigError::invalid(
+                "database.url",
+                format!("{self} is a directory of files, and this command needs a database"),
+            )),
+        }
+    }
+
+    /// What this URL points at: a database, or a directory of files
+    /// (`files:///path/to/dir?format=parquet`).
+    pub fn target(&self) -> Result<Target, ConfigError> {
+        let (scheme, rest) = self.expose().split_once("://").unwrap_or_default();
         match scheme {
-            "postgres" | "postgresql" => Ok(Dialect::Postgres),
-            "mysql" | "mariadb" => Ok(Dialect::Mysql),
-            "sqlite" => Ok(Dialect::Sqlite),
+            "postgres" | "postgresql" => Ok(Target::Database(Dialect::Postgres)),
+            "mysql" | "mariadb" => Ok(Target::Database(Dialect::Mysql)),
+            "sqlite" => Ok(Target::Database(Dialect::Sqlite)),
+            "files" => FilesTarget::parse(rest).map(Target::Files),
             _ => Err(ConfigError::invalid(
                 "database.url",
-                format!("{self} is not a postgresql://, mysql:// or sqlite:// URL"),
+                format!("{self} is not a postgresql://, mysql://, sqlite:// or files:// URL"),
             )),
         }
     }
@@ -54,6 +64,101 @@ impl DatabaseUrl {
             )
         })?;
         Ok(Self::new(String::from(url)))
+    }
+}
+
+/// What `database.url` points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A database of this kind.
+    Database(Dialect),
+    /// A directory that keeps each table as a chain of exported jobs.
+    Files(FilesTarget),
+}
+
+/// A files destination: `files:///path/to/dir?format=parquet` (`files://dir` is relative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesTarget {
+    /// The directory holding `<namespace>/<table>/`.
+    pub directory: PathBuf,
+    /// The format asked of the API (default `jsonl`).
+    pub format: FileFormat,
+}
+
+impl FilesTarget {
+    /// Parses what follows `files://`.
+    fn parse(rest: &str) -> Result<Self, ConfigError> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "files:// needs a directory, such as files:///var/lib/dapsync/lake",
+            ));
+        }
+        let mut format = FileFormat::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("format", name)) => {
+                    format = FileFormat::from_name(name).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "database.url",
+                            format!("format={name}: not one of jsonl, tsv, csv, parquet"),
+                        )
+                    })?;
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "database.url",
+                        format!("files:// takes only ?format=..., not {pair:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            directory: PathBuf::from(path),
+            format,
+        })
+    }
+}
+
+/// The data format of result objects, as the API serves them (a query body's `format`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// JSON Lines, gzip-compressed.
+    #[default]
+    Jsonl,
+    /// Tab-separated values, gzip-compressed.
+    Tsv,
+    /// Comma-separated values, gzip-compressed.
+    Csv,
+    /// Apache Parquet (compressed inside).
+    Parquet,
+}
+
+impl FileFormat {
+    const ALL: [FileFormat; 4] = [Self::Jsonl, Self::Tsv, Self::Csv, Self::Parquet];
+
+    /// The name the query body uses: `jsonl`, `tsv`, `csv` or `parquet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Tsv => "tsv",
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// The format of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.name() == name)
+    }
+
+    /// Whether its objects are gzip files (all but Parquet).
+    pub fn is_gzip(self) -> bool {
+        self != Self::Parquet
     }
 }
 

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio_util::io::StreamReader;
@@ -20,38 +19,7 @@ use super::http::DOWNLOAD;
 use super::job::{CompleteJob, Job, ObjectRef, format_timestamp};
 
 /// The data format of a query's result objects (the query body's `format`).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// JSON Lines, gzip-compressed.
-    #[default]
-    Jsonl,
-    /// Tab-separated values, gzip-compressed.
-    Tsv,
-    /// Comma-separated values, gzip-compressed.
-    Csv,
-    /// Apache Parquet (compressed inside).
-    Parquet,
-}
-
-impl Format {
-    /// The name the query body uses: `jsonl`, `tsv`, `csv` or `parquet`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Jsonl => "jsonl",
-            Format::Tsv => "tsv",
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
-        }
-    }
-
-    /// Whether its objects are gzip files (all but Parquet).
-    pub fn is_gzip(self) -> bool {
-        self != Format::Parquet
-    }
-}
+pub use crate::config::FileFormat as Format;
 
 /// A query whose result objects are saved as files: any format, and an `until` when asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -186,6 +186,24 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Whether dapsync's migrations were applied here (read only: creates nothing).
+    pub async fn is_migrated(&self) -> Result<bool, DbError> {
+        let dialect = self.dialect();
+        let (schema, table) = match dialect {
+            Dialect::Postgres => (Some("dapsync".to_owned()), "schema_migrations"),
+            Dialect::Mysql | Dialect::Sqlite => (None, "dapsync__schema_migrations"),
+        };
+        let names = crate::sql::TableNames {
+            dialect,
+            schema,
+            table: table.to_owned(),
+            primary_key: String::new(),
+        };
+        self.table_exists(&names).await
+    }
+}
+
 /// The migrations whose version is not among the applied ones.
 fn pending(all: &'static [Migration], applied: &[(i64,)]) -> Vec<&'static Migration> {
     all.iter()

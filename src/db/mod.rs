@@ -79,6 +79,8 @@ pub enum DbError {
     UnreadableLiveSchema { table: TableId, reason: String },
     #[error("the run history returned no id")]
     NoRunId,
+    #[error("no dapsync database at {url}: {reason}")]
+    NoDatabase { url: String, reason: &'static str },
     #[error("another process holds the migration lock for over 10 minutes")]
     MigrationLocked,
     #[error("the load has already ended")]
@@ -118,6 +120,7 @@ impl DbError {
             | DbError::UnreadablePendingSchema { .. }
             | DbError::UnreadableLiveSchema { .. }
             | DbError::NoRunId
+            | DbError::NoDatabase { .. }
             | DbError::MigrationLocked
             | DbError::LoadEnded
             | DbError::LoadAbandoned
@@ -184,6 +187,30 @@ impl Db {
         max_connections: u32,
         ddl: DdlOptions,
     ) -> Result<Self, DbError> {
+        Self::open(url, max_connections, ddl, true).await
+    }
+
+    /// Opens a database dapsync has already set up, to read it: a SQLite file is opened
+    /// read-only and never created, and nothing is migrated. An error when the database (or
+    /// its control tables) is not there.
+    pub async fn open_existing(url: &DatabaseUrl, ddl: DdlOptions) -> Result<Self, DbError> {
+        let db = Self::open(url, 2, ddl, false).await?;
+        if !db.is_migrated().await? {
+            db.close().await;
+            return Err(DbError::NoDatabase {
+                url: url.to_string(),
+                reason: "it has no dapsync control tables (nothing was synced into it)",
+            });
+        }
+        Ok(db)
+    }
+
+    async fn open(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        ddl: DdlOptions,
+        create: bool,
+    ) -> Result<Self, DbError> {
         let dialect = url.dialect().map_err(|e| DbError::Url(Box::new(e)))?;
         let connect_err = |source| DbError::Connect {
             url: url.to_string(),
@@ -238,11 +265,22 @@ impl Db {
             Dialect::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url.expose())
                     .map_err(connect_err)?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .create_if_missing(create)
                     .busy_timeout(Duration::from_secs(600));
+                let options = match create {
+                    true => options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                    false => options.read_only(true),
+                };
                 let filename = options.get_filename();
+                let memory = filename == std::path::Path::new(":memory:");
+                if !create && !memory && !filename.exists() {
+                    return Err(DbError::NoDatabase {
+                        url: url.to_string(),
+                        reason: "the file does not exist",
+                    });
+                }
                 if filename != std::path::Path::new(":memory:") && !filename.as_os_str().is_empty()
                 {
                     sqlite_path = Some(filename.to_path_buf());

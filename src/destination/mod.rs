@@ -7,6 +7,7 @@
 //! COPY, staging tables and swaps stay behind it.
 
 mod database;
+mod files;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::dap::{CompleteJob, DapClient, Format};
+use crate::dap::{CompleteJob, DapClient, DapError, Format};
 use crate::schema::{SchemaError, TableSchema};
 use crate::table::TableId;
+
+pub use files::{CHAIN_MANIFEST, Files, FilesError};
 
 /// The run history's and the control tables' vocabulary, which every destination speaks.
 pub use crate::db::{
@@ -41,6 +44,12 @@ pub enum DestinationError {
         #[source]
         source: std::io::Error,
     },
+    /// A download a files destination's load made.
+    #[error(transparent)]
+    Dap(#[from] DapError),
+    /// What a destination keeps is not what it should be.
+    #[error("{0}")]
+    State(String),
 }
 
 impl DestinationError {
@@ -48,7 +57,10 @@ impl DestinationError {
     pub fn is_transient(&self) -> bool {
         match self {
             DestinationError::Db(source) => source.is_transient(),
-            DestinationError::Schema(_) | DestinationError::Io { .. } => false,
+            DestinationError::Dap(source) => source.is_transient(),
+            DestinationError::Schema(_)
+            | DestinationError::Io { .. }
+            | DestinationError::State(_) => false,
         }
     }
 }

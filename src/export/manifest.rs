@@ -173,6 +173,17 @@ pub fn chain(
     namespace: &str,
     table: &str,
 ) -> io::Result<Vec<(PathBuf, Manifest)>> {
+    chain_named(directory, namespace, table, MANIFEST)
+}
+
+/// [`chain`] of job folders whose manifest goes by another name (the files destination's
+/// `_manifest.json`, which data lake engines skip as they skip every `_` file).
+pub fn chain_named(
+    directory: &Path,
+    namespace: &str,
+    table: &str,
+    manifest: &str,
+) -> io::Result<Vec<(PathBuf, Manifest)>> {
     let entries = match std::fs::read_dir(directory) {
         Ok(entries) => entries,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -184,7 +195,7 @@ pub fn chain(
         if !folder.is_dir() {
             continue;
         }
-        if let Some(manifest) = read(&folder.join(MANIFEST))
+        if let Some(manifest) = read(&folder.join(manifest))
             && manifest.namespace == namespace
             && manifest.table == table
             && manifest.watermark().is_some()

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 use tracing::info;
 
-use crate::dap::{DapClient, DapError, FileQuery, Format, object_file_name};
+use crate::dap::{CompleteJob, DapClient, DapError, FileQuery, Format, object_file_name};
 
-pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain};
+pub use manifest::{FileEntry, Kind, MANIFEST, Manifest, chain, chain_named};
 
 /// Objects whose URLs are asked for at once, right before they are downloaded (the URLs last
 /// about 15 minutes).
@@ -90,8 +90,7 @@ pub struct Exported {
     pub downloaded: usize,
 }
 
-/// Runs a query of one table and saves its objects in `DIR/job_<job id>/`, resuming a folder an
-/// earlier run left incomplete.
+/// Runs a query of one table and saves its objects in `DIR/job_<job id>/` (see [`save_job`]).
 pub async fn export_table(
     dap: &DapClient,
     namespace: &str,
@@ -116,10 +115,24 @@ pub async fn export_table(
     };
     let job = dap.query_files(namespace, table, &query).await?;
     let folder = options.directory.join(format!("job_{}", job.id));
+    save_job(dap, namespace, table, &job, &folder, options).await
+}
+
+/// Saves a job's objects in `folder` with its manifest, resuming what an earlier run left there
+/// (the objects the partial manifest lists, still their size on disk, are kept).
+pub async fn save_job(
+    dap: &DapClient,
+    namespace: &str,
+    table: &str,
+    job: &CompleteJob,
+    folder: &Path,
+    options: &ExportOptions,
+) -> Result<Exported, ExportError> {
+    let folder = folder.to_path_buf();
     tokio::fs::create_dir_all(&folder)
         .await
         .map_err(|source| io_error(&folder, "creating", source))?;
-    let fresh = Manifest::new(namespace, table, &job, options.format, options.decompress);
+    let fresh = Manifest::new(namespace, table, job, options.format, options.decompress);
     let earlier = manifest::read_progress(&folder).filter(|m| m.same_download(&fresh));
     let kept: Vec<FileEntry> = earlier
         .map(|m| m.files)
@@ -150,9 +163,10 @@ pub async fn export_table(
     let concurrency = dap.download_concurrency();
     for batch in missing.chunks(URL_BATCH) {
         let urls = dap.resolve_urls(batch).await?;
-        let saves = batch.iter().map(|object| {
+        // Owned objects: the future stays `Send` for any caller (a boxed destination load too).
+        let saves = batch.iter().cloned().map(|object| {
             let url = urls.get(&object.id).cloned().unwrap_or_default();
-            let name = object_file_name(object, &url);
+            let name = object_file_name(&object, &url);
             let name = match (
                 options.decompress && options.format.is_gzip(),
                 name.strip_suffix(".gz"),
@@ -166,7 +180,7 @@ pub async fn export_table(
                 let on_bytes = |bytes| progress.received(bytes);
                 let bytes = dap
                     .save_object(
-                        object,
+                        &object,
                         url,
                         &path,
                         options.format,

@@ -88,6 +88,10 @@ pub enum SchedulerError {
         #[source]
         source: JobSchedulerError,
     },
+    #[error(
+        "namespaces.{namespace}.tables: selects no table (none of the namespace's tables matches)"
+    )]
+    SelectsNothing { namespace: String },
 }
 
 /// What started a run.
@@ -210,7 +214,7 @@ impl Scheduler {
         let heartbeat = Job::new(HEARTBEAT_SCHEDULE, move |_, _| status.heartbeat())
             .map_err(SchedulerError::Cron)?;
         cron.add(heartbeat).await.map_err(SchedulerError::Cron)?;
-        let listed = runner.refresh().await?;
+        let listed = runner.refresh(true).await?;
         cron.start().await.map_err(SchedulerError::Cron)?;
         runner.tasks.spawn(runner.clone().chores(listed));
         Ok(Self { runner, cron })
@@ -519,8 +523,10 @@ impl Runner {
 
     /// Resolves the selection and brings the cron jobs in line with it; tables that are new and
     /// overdue run at once. Returns whether the API answered: when it does not, the tables the
-    /// database knows (and the named ones) are scheduled, and none is removed.
-    async fn refresh(self: &Arc<Self>) -> Result<bool, SchedulerError> {
+    /// database knows (and the named ones) are scheduled, and none is removed. At start-up
+    /// (`first`), a namespace whose selection matches none of the tables the API lists is an
+    /// error: a daemon that syncs nothing is a configuration mistake.
+    async fn refresh(self: &Arc<Self>, first: bool) -> Result<bool, SchedulerError> {
         let known = match self.engine.table_statuses().await {
             Ok(known) => known,
             Err(error) => {
@@ -546,6 +552,16 @@ impl Runner {
                 (fallback_tables(namespaces, &known), false)
             }
         };
+        if first && listed {
+            let empty = namespaces
+                .keys()
+                .find(|ns| !tables.iter().any(|t| &t.namespace == *ns));
+            if let Some(namespace) = empty {
+                return Err(SchedulerError::SelectsNothing {
+                    namespace: namespace.clone(),
+                });
+            }
+        }
         let mut jobs = self.jobs.lock().await;
         let mut wanted: Vec<(TableId, CronSchedule)> = tables
             .into_iter()
@@ -645,7 +661,7 @@ impl Runner {
             };
             let chore = async {
                 if refresh {
-                    let listed = match self.refresh().await {
+                    let listed = match self.refresh(false).await {
                         Ok(listed) => listed,
                         Err(error) => {
                             error!(error = %error, "cannot schedule the tables");

@@ -64,6 +64,7 @@ impl From<DestinationError> for SyncErrorKind {
         match source {
             DestinationError::Db(source) => Self::Db(source),
             DestinationError::Schema(source) => Self::Schema(source),
+            DestinationError::Dap(source) => Self::Dap(source),
             other => Self::Destination(other),
         }
     }

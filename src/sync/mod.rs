@@ -167,6 +167,22 @@ impl Engine {
         }
     }
 
+    /// An engine whose tables go to `destination`; `db` keeps the operator's controls.
+    pub fn with_destination(
+        dap: DapClient,
+        db: Db,
+        destination: Arc<dyn Destination>,
+        options: SyncOptions,
+    ) -> Self {
+        Self {
+            dap,
+            destination,
+            db,
+            options: Arc::new(options),
+            repeating: Arc::default(),
+        }
+    }
+
     /// The database of the operator's controls and the run history.
     pub fn db(&self) -> &Db {
         &self.db
