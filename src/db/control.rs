@@ -21,7 +21,7 @@ pub struct SyncState {
     pub schema_version: i64,
     /// The table's JSON schema without `meta`, as stored in `table_sync.schema_description`.
     pub schema_description: String,
-    /// When dapsync last synced the table (any process on this database).
+    /// When the last successful run of the table started (any process on this database).
     pub last_success_at: Option<DateTime<Utc>>,
 }
 
@@ -109,18 +109,33 @@ impl Db {
         let own = self
             .fetch(
                 &format!(
-                    "SELECT watermark, last_success_at FROM {} WHERE namespace = ? AND table_name = ?",
+                    "SELECT watermark FROM {} WHERE namespace = ? AND table_name = ?",
                     d.own_table("table_state")
                 ),
                 &[text(namespace), text(table)],
-                &[Kind::Time, Kind::Time],
+                &[Kind::Time],
                 "reading table_state",
             )
             .await?
             .into_iter()
             .next();
         let watermark = own.as_ref().and_then(|row| row[0].time());
-        let last_success_at = own.as_ref().and_then(|row| row[1].time());
+        // When the last successful run started (not ended): a run that started after a tick
+        // served it, while one that ended after it may have queried before it.
+        let last_success_at = self
+            .fetch(
+                &format!(
+                    "SELECT max(started_at) FROM {} WHERE namespace = ? AND table_name = ? AND outcome = 'success'",
+                    d.own_table("runs")
+                ),
+                &[text(namespace), text(table)],
+                &[Kind::Time],
+                "reading the last successful run",
+            )
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row[0].time());
         let since = match watermark {
             Some(exact) if synced_last(d, exact, stamp) => exact,
             // Another client wrote the stamp (`dap`, on a database it set up or took a turn on).

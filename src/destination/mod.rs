@@ -78,7 +78,8 @@ pub struct TableState {
     /// The schema the copy has now: `stored`, or a newer one whose in-place changes committed
     /// before a load that did not.
     pub live: TableSchema,
-    /// When the table was last synced, by any process.
+    /// When the last successful sync of the table started, by any process (a run that started
+    /// after a tick served it).
     pub last_success_at: Option<DateTime<Utc>>,
 }
 
